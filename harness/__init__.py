@@ -1,0 +1,1 @@
+"""Local AutoSpeech harness: dataset I/O, ingestion with a hard budget, scoring, benchmarks."""

@@ -1,0 +1,49 @@
+"""Command line of the harness: `python -m harness {run,score} --help`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.errors import HarnessError
+from harness.evaluate import run_and_score, score_out_dir, summary_line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description="Local AutoSpeech ingestion and scoring.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run model.py on one dataset, then score it")
+    run.add_argument("--dataset", required=True, help="a <name>.data directory or a root holding one")
+    run.add_argument("--code-dir", default=".", help="directory with model.py (default: .)")
+    run.add_argument("--time-budget", type=float, default=None, help="seconds of charged time (default: meta.json's)")
+    run.add_argument("--init-timeout", type=float, default=None, help="limit on Model.__init__, seconds (default 1200)")
+    run.add_argument("--out", required=True, help="output directory (predictions, ingestion.json, result.json, PNG)")
+
+    score = commands.add_parser("score", help="score the predictions already in an output directory")
+    score.add_argument("--dataset", required=True)
+    score.add_argument("--out", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            result = run_and_score(
+                args.dataset, args.code_dir, args.out, time_budget=args.time_budget, init_timeout_s=args.init_timeout
+            )
+        else:
+            result = score_out_dir(args.dataset, args.out)
+    except HarnessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summary_line(result))
+    if result["error"]:
+        print(f"run ended with: {result['error'].strip().splitlines()[-1]}")
+    print(f"wrote {args.out}/result.json and {args.out}/learning_curve.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
