@@ -1,0 +1,1 @@
+"""Speech/music classifier portfolio for the AutoSpeech 2019 setting: front ends and members."""

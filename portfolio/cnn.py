@@ -1,0 +1,77 @@
+"""2-D CNN on log-mel patches."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from portfolio.neural import KerasMember
+
+
+def conv_block(x, filters: int):
+    """3x3 convolution, batch norm, ReLU, then 2x2 max pooling ("same", so any size >= 1 works)."""
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    return layers.MaxPooling2D(2, padding="same")(x)
+
+
+def build_cnn(input_shape: tuple, n_classes: int, filters: tuple = (16, 32, 64, 128), dropout: float = 0.3):
+    """Uncompiled CNN from (t, n_mels) log-mel patches to class probabilities.
+
+    One :func:`conv_block` per entry of ``filters``, global average pooling
+    (so any number of frames ``t`` works), dropout and a softmax layer.
+    """
+    inputs = keras.Input(shape=input_shape, name="log_mel")
+    x = layers.Reshape((-1, input_shape[-1], 1))(inputs)
+    for n_filters in filters:
+        x = conv_block(x, n_filters)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="proba")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+class CnnMember(KerasMember):
+    """2-D CNN on per-band standardized log-mel frames, with SpecAugment and mixup."""
+
+    tags = {"incremental": True, "needs_gpu": False}
+    _parameter_constraints = {
+        "filters": (lambda v: len(v) > 0 and all(isinstance(f, int) and f > 0 for f in v), "a non-empty list of ints > 0"),
+        "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "lr": (lambda v: v > 0, "> 0"),
+        "batch_size": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
+        "mixup_alpha": (lambda v: v >= 0, ">= 0"),
+        "max_s": (lambda v: v >= 0.032, ">= 0.032"),
+        "n_mels": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
+    }
+    cost_prior_s = {"fit": (6.0, 2e-2), "predict": (1.0, 4e-3)}
+
+    def __init__(
+        self,
+        filters=(16, 32, 64, 128),
+        dropout=0.3,
+        lr=1e-3,
+        batch_size=32,
+        spec_augment=True,
+        mixup_alpha=0.2,
+        max_s=3.0,
+        n_mels=64,
+        seed=0,
+    ):
+        self.filters = filters
+        self.dropout = dropout
+        self.lr = lr
+        self.batch_size = batch_size
+        self.spec_augment = spec_augment
+        self.mixup_alpha = mixup_alpha
+        self.max_s = max_s
+        self.n_mels = n_mels
+        self.seed = seed
+
+    def feature_spec(self) -> dict:
+        """Log-mel frame sequences (n, t, n_mels)."""
+        return {"name": "log_mel_frames", "params": {"max_s": self.max_s, "n_mels": self.n_mels}}
+
+    def _build(self, input_shape: tuple, n_classes: int):
+        return build_cnn(input_shape, n_classes, filters=tuple(self.filters), dropout=self.dropout)

@@ -1,0 +1,63 @@
+"""Plans as data: which members run in which order, on which data, for how long.
+
+A plan is a JSON object:
+
+    {"name": str,
+     "validation": {"fraction": 0.2, "max_clips": 600},   # held-out split scored each round
+     "ensemble_top_k": 3,          # returned prediction may average the best k rounds
+     "min_improvement": 1e-4,      # a new prediction needs this much validation gain
+     "margin_s": 3.0, "margin_fraction": 0.05,             # budget kept free of rounds
+     "steps": [{"member": "linear", "params": {...},       # a registry name and its kwargs
+                "max_per_class": 20,                        # optional class-balanced train cap
+                "rounds": 1,                                # partial_fit calls in this step
+                "round_s": 10.0, "round_growth": 1.0,       # fit allowance of round k: round_s*growth**k
+                "patience": 3}]}                            # leave the step after k rounds w/o gain
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PLANS_DIR = Path(__file__).resolve().parent
+STEP_KEYS = {"member", "params", "max_per_class", "rounds", "round_s", "round_growth", "patience"}
+PLAN_KEYS = {"name", "validation", "ensemble_top_k", "min_improvement", "margin_s", "margin_fraction", "steps"}
+
+
+class PlanError(ValueError):
+    """A plan breaks the schema above; the message names the plan and the field."""
+
+
+def check_plan(plan: dict, members: dict, where: str = "plan") -> dict:
+    """Return `plan` unchanged if it follows the schema, else raise PlanError."""
+    if not isinstance(plan, dict):
+        raise PlanError(f"{where} must be a JSON object, got {type(plan).__name__}")
+    unknown = set(plan) - PLAN_KEYS
+    if unknown:
+        raise PlanError(f"{where}: unknown keys {sorted(unknown)}")
+    steps = plan.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise PlanError(f"{where}: steps must be a non-empty list, got {steps!r}")
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict) or step.get("member") not in members:
+            raise PlanError(f"{where}: step {index} member must be one of {sorted(members)}, got {step!r}")
+        unknown = set(step) - STEP_KEYS
+        if unknown:
+            raise PlanError(f"{where}: step {index} has unknown keys {sorted(unknown)}")
+        if not isinstance(step.get("params", {}), dict):
+            raise PlanError(f"{where}: step {index} params must be an object, got {step['params']!r}")
+    return plan
+
+
+def load_plan(path: str | Path, members: dict) -> dict:
+    """Read and check a plan file."""
+    path = Path(path)
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise PlanError(f"{path}: cannot read plan ({error})") from error
+    return check_plan(plan, members, where=str(path))
+
+
+def default_plan_path() -> Path:
+    return PLANS_DIR / "default.json"

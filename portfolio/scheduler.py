@@ -1,0 +1,259 @@
+"""The anytime runtime behind model.py: plan steps as train/test rounds, a curve that never falls.
+
+Each `train` call runs one round of the current plan step (fit a member within a time
+allowance, score it on a held-out validation split); the following `test` call returns a
+new test prediction only when the round, alone or in an ensemble with the best earlier
+rounds, beats the best validation score so far, and otherwise repeats the best prediction.
+Every round is costed before it starts and skipped if it would not fit in the remaining
+budget, so the ingestion never has to kill a call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.scoring import normalized_auc
+from portfolio.features import FeatureCache
+from portfolio.plans import check_plan
+from portfolio.registry import MEMBERS
+
+LOG = logging.getLogger("autospeech")
+SR = 16000
+# Seconds of compute per second of (fixed-length) audio, before any front end is measured.
+PRIOR_FEATURE_S_PER_AUDIO_S = 0.001
+
+
+@dataclass
+class Round:
+    """One finished round: where it came from, its validation probabilities and score."""
+
+    label: str
+    val_proba: np.ndarray
+    val_score: float
+    member: object
+    step: dict
+    test_proba: np.ndarray | None = None
+
+
+def stratified_validation_split(y: np.ndarray, fraction: float, max_clips: int, seed: int):
+    """Indices (train, val): about `fraction` of each class to val, capped at `max_clips` in all.
+
+    Classes with a single clip stay entirely in train, so every class can still be learnt.
+    """
+    rng = np.random.default_rng(seed)
+    fraction = min(fraction, max_clips / max(len(y), 1))
+    train_idx, val_idx = [], []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        n_val = int(round(fraction * len(members))) if len(members) >= 2 else 0
+        n_val = min(max(n_val, 1 if len(members) >= 2 else 0), len(members) - 1)
+        val_idx.extend(members[:n_val])
+        train_idx.extend(members[n_val:])
+    return np.sort(np.array(train_idx, dtype=int)), np.sort(np.array(val_idx, dtype=int))
+
+
+def class_balanced_subset(y: np.ndarray, max_per_class: int, seed: int) -> np.ndarray:
+    """Up to `max_per_class` indices of each class, sorted."""
+    rng = np.random.default_rng(seed)
+    picked = [rng.permutation(np.flatnonzero(y == label))[:max_per_class] for label in np.unique(y)]
+    return np.sort(np.concatenate(picked))
+
+
+def validation_score(y_val_onehot: np.ndarray, proba: np.ndarray) -> float:
+    """2*AUC-1 on validation, as the platform scores test; -1 where nothing is scorable."""
+    try:
+        return normalized_auc(y_val_onehot, proba)
+    except HarnessError as error:  # e.g. no scorable column when validation holds one class
+        LOG.warning("validation score unavailable: %s", error)
+        return -1.0
+
+
+class Scheduler:
+    """Runs a plan (plain data, see portfolio/plans/) one round per `train` call.
+
+    `members` maps the plan's member names to classes (default: the portfolio registry).
+    """
+
+    def __init__(self, metadata: dict, plan: dict, *, members: dict | None = None, seed: int = 0):
+        self.class_num = int(metadata["class_num"])
+        self.n_test = int(metadata["test_num"])
+        self.members = MEMBERS if members is None else members
+        self.plan = check_plan(plan, self.members)
+        self.seed = seed
+        self.done_training = False
+        self.cache = FeatureCache()
+        self.feature_rates = {}  # front-end name -> measured seconds per audio second
+        self._computed = set()  # (front-end name, subset) already in the cache
+        self.step_index = 0
+        self.step_rounds = 0
+        self.step_stale_rounds = 0
+        self.step_member = None
+        self.pending: Round | None = None
+        self.rounds: list[Round] = []  # rounds that delivered a test prediction
+        self.best_score = -np.inf
+        self.best_prediction = None
+        self.split_ = None
+
+    # ------------------------------------------------------------------ data views
+
+    def _prepare(self, x_train: list, y_train: np.ndarray) -> None:
+        """First call only: labels, the validation split, and the training subsets of the plan."""
+        self.x_train = x_train
+        self.y = np.argmax(y_train, axis=1)
+        validation = self.plan.get("validation", {})
+        train_idx, val_idx = stratified_validation_split(
+            self.y, validation.get("fraction", 0.2), validation.get("max_clips", 600), self.seed
+        )
+        self.split_ = {"train": train_idx, "val": val_idx}
+        self.y_val_onehot = np.eye(self.class_num)[self.y[val_idx]]
+        LOG.info("split: %d train, %d validation clips", len(train_idx), len(val_idx))
+
+    def _subset_indices(self, step: dict) -> tuple[str, np.ndarray]:
+        """The training clips a step uses: all non-validation clips, or a class-balanced cap."""
+        train_idx = self.split_["train"]
+        cap = step.get("max_per_class")
+        if not cap:
+            return "train", train_idx
+        picked = class_balanced_subset(self.y[train_idx], cap, self.seed)
+        return f"train_cap{cap}", train_idx[picked]
+
+    def _features(self, member, subset: str, waves: list) -> np.ndarray:
+        spec = member.feature_spec()
+        cached = (spec["name"], subset) in self._computed
+        start = time.monotonic()
+        X = self.cache.get(spec["name"], spec["params"], waves, subset)
+        if not cached:
+            self._computed.add((spec["name"], subset))
+            audio_s = len(waves) * spec["params"].get("max_s", 3.0)
+            rate = (time.monotonic() - start) / max(audio_s, 1e-3)
+            self.feature_rates[spec["name"]] = max(rate, self.feature_rates.get(spec["name"], 0.0) * 0.5)
+        return X
+
+    def _feature_cost_s(self, member, subset: str, n_clips: int) -> float:
+        spec = member.feature_spec()
+        if (spec["name"], subset) in self._computed:
+            return 0.0
+        rate = self.feature_rates.get(spec["name"], PRIOR_FEATURE_S_PER_AUDIO_S)
+        return n_clips * spec["params"].get("max_s", 3.0) * rate
+
+    # ------------------------------------------------------------------ planning
+
+    def _round_allowance_s(self, step: dict) -> float:
+        """Fit time of the next round: `round_s`, growing by `round_growth` each round."""
+        return step.get("round_s", 10.0) * step.get("round_growth", 1.0) ** self.step_rounds
+
+    def _plan_round(self, step: dict, member, n_train: int, available_s: float) -> float | None:
+        """Fit allowance of the step's next round, or None if the round cannot fit in `available_s`.
+
+        Features not yet cached and predictions on validation and test are paid first; a
+        time-sliced step (`round_s`) gets its allowance cut to what is left, as long as
+        that still buys one unit of progress (an epoch); other steps need a full fit.
+        """
+        subset, _ = self._subset_indices(step)
+        n_val = len(self.split_["val"])
+        estimate = member.estimate_cost_s(n_train, self.n_test + n_val)
+        fixed_s = (
+            self._feature_cost_s(member, subset, n_train)
+            + self._feature_cost_s(member, "val", n_val)
+            + self._feature_cost_s(member, "test", self.n_test)
+            + estimate["predict"]
+        )
+        left_s = available_s - fixed_s
+        if step.get("round_s"):
+            allowance_s = min(self._round_allowance_s(step), left_s)
+            return allowance_s if allowance_s >= estimate["fit"] else None
+        return estimate["fit"] if estimate["fit"] <= left_s else None
+
+    def _advance_step(self) -> None:
+        self.step_index += 1
+        self.step_rounds = 0
+        self.step_stale_rounds = 0
+        self.step_member = None
+
+    def _current_step(self, remaining_s: float):
+        """The next step with a round that fits the remaining budget: (step, member, fit allowance)."""
+        steps = self.plan["steps"]
+        margin = self.plan.get("margin_s", 3.0) + self.plan.get("margin_fraction", 0.05) * remaining_s
+        while self.step_index < len(steps):
+            step = steps[self.step_index]
+            if self.step_rounds >= step.get("rounds", 1) or self.step_stale_rounds >= step.get("patience", 10**9):
+                self._advance_step()
+                continue
+            if self.step_member is None:
+                self.step_member = self.members[step["member"]](**step.get("params", {}))
+            _, subset_idx = self._subset_indices(step)
+            allowance_s = self._plan_round(step, self.step_member, len(subset_idx), remaining_s - margin)
+            if allowance_s is not None:
+                return step, self.step_member, allowance_s
+            LOG.info("skip step %d (%s): its round does not fit in %.1f s", self.step_index, step["member"], remaining_s)
+            self._advance_step()
+        return None, None, 0.0
+
+    # ------------------------------------------------------------------ protocol
+
+    def train(self, x_train: list, y_train: np.ndarray, remaining_s: float) -> None:
+        """Run one round of the plan (or declare training done when nothing fits)."""
+        if self.split_ is None:
+            self._prepare(x_train, y_train)
+        step, member, allowance_s = self._current_step(remaining_s)
+        if step is None:
+            self.done_training = True
+            return
+        subset, subset_idx = self._subset_indices(step)
+        X = self._features(member, subset, [self.x_train[i] for i in subset_idx])
+        X_val = self._features(member, "val", [self.x_train[i] for i in self.split_["val"]])
+        y_onehot = np.eye(self.class_num)[self.y[subset_idx]]
+        member.partial_fit(X, y_onehot, time_allowance_s=allowance_s)
+        val_proba = member.predict_proba(X_val)
+        score = validation_score(self.y_val_onehot, val_proba)
+        label = f"step{self.step_index}:{step['member']}#{self.step_rounds}"
+        self.pending = Round(label, val_proba, score, member, step)
+        self.step_rounds += 1
+        improved_member = score > getattr(member, "best_val_score_", -np.inf)
+        member.best_val_score_ = max(score, getattr(member, "best_val_score_", -np.inf))
+        self.step_stale_rounds = 0 if improved_member else self.step_stale_rounds + 1
+        LOG.info("%s: validation 2AUC-1 %.4f (best so far %.4f)", label, score, self.best_score)
+
+    def _ensemble(self, rounds: list[Round]) -> tuple[float, list[Round]]:
+        """Validation score of the mean probabilities of the top-k rounds, and those rounds."""
+        top = sorted(rounds, key=lambda r: r.val_score, reverse=True)[: self.plan.get("ensemble_top_k", 3)]
+        proba = np.mean([r.val_proba for r in top], axis=0)
+        return validation_score(self.y_val_onehot, proba), top
+
+    def test(self, test_x: list, remaining_s: float) -> np.ndarray:
+        """The best prediction so far, refreshed when the last round improved validation."""
+        candidate, self.pending = self.pending, None
+        if candidate is None:
+            return self._fallback(len(test_x))
+        ensemble_score, top = self._ensemble(self.rounds + [candidate])
+        new_score = max(candidate.val_score, ensemble_score)
+        if self.best_prediction is not None and new_score <= self.best_score + self.plan.get("min_improvement", 1e-4):
+            return self.best_prediction
+        member = candidate.member
+        cost = self._feature_cost_s(member, "test", len(test_x)) + member.estimate_cost_s(0, len(test_x))["predict"]
+        if self.best_prediction is not None and cost > remaining_s - self.plan.get("margin_s", 3.0):
+            LOG.info("no time to predict test with %s (~%.1f s, %.1f s left)", candidate.label, cost, remaining_s)
+            return self.best_prediction
+        X_test = self._features(member, "test", test_x)
+        candidate.test_proba = member.predict_proba(X_test)
+        self.rounds.append(candidate)
+        if ensemble_score > candidate.val_score and len(top) > 1:
+            self.best_prediction = np.mean([r.test_proba for r in top], axis=0)
+            LOG.info("new best: ensemble of %s, validation %.4f", [r.label for r in top], ensemble_score)
+        else:
+            self.best_prediction = candidate.test_proba
+            LOG.info("new best: %s, validation %.4f", candidate.label, candidate.val_score)
+        self.best_score = new_score
+        return self.best_prediction
+
+    def _fallback(self, n_test: int) -> np.ndarray:
+        """Before any round has finished: class priors (a valid, finite prediction)."""
+        if self.best_prediction is not None:
+            return self.best_prediction
+        priors = np.bincount(self.y, minlength=self.class_num) / len(self.y) if self.split_ else np.ones(self.class_num)
+        return np.tile(priors, (n_test, 1))

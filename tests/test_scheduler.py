@@ -1,0 +1,122 @@
+"""The scheduler: rounds that never make the returned prediction worse, and that fit the budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from portfolio.scheduler import Scheduler, class_balanced_subset, stratified_validation_split
+from tests.conftest import tone_clips
+
+
+class NoisyCentroidMember:
+    """Nearest-centroid on cheap features, with per-round noise from a schedule (test double)."""
+
+    def __init__(self, noise_schedule=(0.0,), fit_cost_s=0.01, seed=0):
+        self.noise_schedule, self.fit_cost_s, self.seed = noise_schedule, fit_cost_s, seed
+        self.n_rounds_ = 0
+
+    def feature_spec(self):
+        return {"name": "log_mel_stats", "params": {"max_s": 0.25, "n_mels": 16, "n_mfcc": 8}}
+
+    def partial_fit(self, X, y_onehot, time_allowance_s):
+        self.centroids_ = (y_onehot.T @ X) / np.maximum(y_onehot.sum(axis=0)[:, None], 1)
+        self.noise_ = self.noise_schedule[min(self.n_rounds_, len(self.noise_schedule) - 1)]
+        self.n_rounds_ += 1
+        return self
+
+    def predict_proba(self, X):
+        rng = np.random.default_rng(self.seed + self.n_rounds_)
+        distances = ((X[:, None, :] - self.centroids_[None]) ** 2).sum(-1)
+        logits = -distances / distances.std() + self.noise_ * rng.standard_normal(distances.shape) * 5
+        proba = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def estimate_cost_s(self, n_train, n_test):
+        return {"fit": self.fit_cost_s, "predict": 0.01}
+
+
+def tone_task(n_classes=3, n_train=60, n_test=30, seed=0):
+    rng = np.random.default_rng(seed)
+    y_train = np.resize(np.arange(n_classes), n_train)
+    y_test = np.resize(np.arange(n_classes), n_test)
+    eye = np.eye(n_classes)
+    meta = {"class_num": n_classes, "train_num": n_train, "test_num": n_test, "time_budget": 300}
+    return meta, tone_clips(y_train, rng), eye[y_train], tone_clips(y_test, rng), eye[y_test]
+
+
+def run_rounds(scheduler, x_train, y_train, x_test, remaining_s=300.0, max_rounds=20):
+    predictions = []
+    for _ in range(max_rounds):
+        if scheduler.done_training:
+            break
+        scheduler.train(x_train, y_train, remaining_s)
+        predictions.append((scheduler.best_score, scheduler.test(x_test, remaining_s)))
+    return predictions
+
+
+def test_scheduler_never_returns_a_worse_prediction_on_validation():
+    meta, x_train, y_train, x_test, _ = tone_task()
+    plan = {"steps": [{"member": "noisy", "params": {"noise_schedule": [3.0, 0.0, 5.0, 1.0, 0.0]}, "rounds": 5}]}
+    scheduler = Scheduler(meta, plan, members={"noisy": NoisyCentroidMember})
+    history = run_rounds(scheduler, x_train, y_train, x_test)
+    assert len(history) == 6 and scheduler.done_training  # 5 rounds, then the plan is exhausted
+    best_scores = [score for score, _ in history]
+    assert best_scores == sorted(best_scores)
+    # The noisy third round (noise 5.0) must not replace the clean second round's prediction.
+    assert history[2][1] is history[1][1]
+    assert all(np.isfinite(p).all() and p.shape == (30, 3) for _, p in history)
+
+
+def test_scheduler_skips_a_round_that_would_not_fit_the_budget():
+    meta, x_train, y_train, x_test, _ = tone_task()
+    plan = {
+        "margin_s": 1.0,
+        "steps": [
+            {"member": "noisy", "params": {"fit_cost_s": 0.01}, "rounds": 1},
+            {"member": "noisy", "params": {"fit_cost_s": 500.0}, "rounds": 3},
+            {"member": "noisy", "params": {"fit_cost_s": 0.02}, "rounds": 1},
+        ],
+    }
+    scheduler = Scheduler(meta, plan, members={"noisy": NoisyCentroidMember})
+    run_rounds(scheduler, x_train, y_train, x_test, remaining_s=100.0)
+    labels = [r.label for r in scheduler.rounds] + ([scheduler.pending.label] if scheduler.pending else [])
+    assert scheduler.done_training
+    assert not any(label.startswith("step1") for label in labels)
+    assert scheduler.step_index == 3
+
+
+def test_scheduler_declares_done_when_nothing_fits():
+    meta, x_train, y_train, x_test, _ = tone_task()
+    plan = {"steps": [{"member": "noisy", "params": {"fit_cost_s": 50.0}, "rounds": 2}]}
+    scheduler = Scheduler(meta, plan, members={"noisy": NoisyCentroidMember})
+    scheduler.train(x_train, y_train, remaining_s=10.0)
+    assert scheduler.done_training
+    prediction = scheduler.test(x_test, remaining_s=10.0)
+    assert prediction.shape == (30, 3) and np.allclose(prediction.sum(axis=1), 1.0)
+
+
+def test_scheduler_ensemble_prediction_is_mean_of_top_rounds():
+    meta, x_train, y_train, x_test, _ = tone_task()
+    plan = {"ensemble_top_k": 2, "steps": [{"member": "noisy", "params": {"noise_schedule": [0.3, 0.3, 0.3]}, "rounds": 3}]}
+    scheduler = Scheduler(meta, plan, members={"noisy": NoisyCentroidMember})
+    run_rounds(scheduler, x_train, y_train, x_test)
+    top = sorted(scheduler.rounds, key=lambda r: r.val_score, reverse=True)[:2]
+    ensemble = np.mean([r.test_proba for r in top], axis=0)
+    assert any(np.allclose(scheduler.best_prediction, p) for p in [ensemble] + [r.test_proba for r in top])
+
+
+@pytest.mark.parametrize("counts", [[1, 5, 9], [2, 2, 2], [40, 3, 1]])
+def test_stratified_validation_split_keeps_every_class_in_train(counts):
+    y = np.repeat(np.arange(len(counts)), counts)
+    train_idx, val_idx = stratified_validation_split(y, 0.2, 600, seed=0)
+    assert set(np.unique(y[train_idx])) == set(range(len(counts)))
+    assert len(np.intersect1d(train_idx, val_idx)) == 0 and len(train_idx) + len(val_idx) == len(y)
+    for label, count in enumerate(counts):
+        assert (y[val_idx] == label).sum() == (0 if count == 1 else max(1, round(0.2 * count)))
+
+
+def test_class_balanced_subset_caps_each_class():
+    y = np.repeat([0, 1, 2], [50, 3, 20])
+    picked = class_balanced_subset(y, 10, seed=0)
+    assert np.bincount(y[picked]).tolist() == [10, 3, 10]
