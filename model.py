@@ -49,6 +49,11 @@ class Model:
     def done_training(self) -> bool:
         return self.scheduler.done_training
 
+    @property
+    def validation_score(self) -> float:
+        """Validation 2*AUC-1 of the prediction `test` returns (read by the harness, for the record)."""
+        return float(self.scheduler.best_score)
+
     def _remaining(self, remaining_time_budget) -> float:
         return float(self.metadata["time_budget"] if remaining_time_budget is None else remaining_time_budget)
 

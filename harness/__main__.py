@@ -1,10 +1,11 @@
-"""Command line of the harness: `python -m harness {run,score} --help`."""
+"""Command line of the harness: `python -m harness {run,score,bench} --help`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from harness import bench
 from harness.errors import HarnessError
 from harness.evaluate import run_and_score, score_out_dir, summary_line
 
@@ -23,11 +24,22 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="score the predictions already in an output directory")
     score.add_argument("--dataset", required=True)
     score.add_argument("--out", required=True)
+
+    bench.add_arguments(
+        commands.add_parser(
+            "bench", help="run model.py on every dataset of a suite and tabulate ALC",
+            description="Run model.py on each dataset of a suite (python -m harness.suite build) in turn; "
+            "writes <out>/<task>/, bench.md, bench.csv and learning_curves.png after every task.",
+        )
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        return bench.main(args, argv)
     try:
         if args.command == "run":
             result = run_and_score(

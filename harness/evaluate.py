@@ -38,10 +38,11 @@ def run_and_score(
     *,
     time_budget: float | None = None,
     init_timeout_s: float | None = None,
+    model_env: dict | None = None,
 ) -> dict:
     """Ingest then score; the result dict also lands in `<out_dir>/result.json`."""
     extra = {} if init_timeout_s is None else {"init_timeout_s": init_timeout_s}
-    run_ingestion(dataset, code_dir, out_dir, time_budget=time_budget, **extra)
+    run_ingestion(dataset, code_dir, out_dir, time_budget=time_budget, model_env=model_env, **extra)
     return score_out_dir(dataset, out_dir)
 
 

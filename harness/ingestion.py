@@ -31,6 +31,7 @@ from harness.errors import IngestionError
 INIT_TIMEOUT_S = 20 * 60
 IPC_GRACE_S = 0.5
 POLL_S = 0.2
+PLATFORM_META_KEYS = ("class_num", "train_num", "test_num", "time_budget", "sample_rate", "file_format")
 
 
 @dataclass
@@ -58,6 +59,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _float_or_none(value) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _load_model_class(code_dir: Path):
     """Import `model.py` from `code_dir` the way the platform does: code_dir first on sys.path."""
     sys.path.insert(0, str(code_dir))
@@ -68,9 +76,10 @@ def _load_model_class(code_dir: Path):
     return module.Model
 
 
-def _child_main(conn, data_dir: str, code_dir: str, metadata: dict, log_path: str) -> None:
+def _child_main(conn, data_dir: str, code_dir: str, metadata: dict, log_path: str, model_env: dict) -> None:
     """Child process: load data, build the model, then serve train/test calls until told to stop."""
     os.setsid()  # own process group, so the parent can kill everything the model spawned
+    os.environ.update(model_env)
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -101,7 +110,8 @@ def _child_main(conn, data_dir: str, code_dir: str, metadata: dict, log_path: st
                 payload = model.test(dataset.x_test, remaining_time_budget=remaining)
             duration = time.monotonic() - start
             if payload is not None:
-                payload = np.asarray(payload, dtype=np.float64)
+                # A model may expose the validation score of what it returned: recorded, never trusted.
+                payload = (np.asarray(payload, dtype=np.float64), _float_or_none(getattr(model, "validation_score", None)))
             conn.send(("ok", duration, _peak_rss_mb(), bool(getattr(model, "done_training", False)), payload))
         except BaseException:
             conn.send(("crash", time.monotonic() - start, _peak_rss_mb(), False, traceback.format_exc()))
@@ -114,12 +124,12 @@ def _child_main(conn, data_dir: str, code_dir: str, metadata: dict, log_path: st
 class _Child:
     """The parent's handle on the model process: send a call, wait with a hard deadline."""
 
-    def __init__(self, data_dir: Path, code_dir: Path, metadata: dict, log_path: Path):
+    def __init__(self, data_dir: Path, code_dir: Path, metadata: dict, log_path: Path, model_env: dict):
         context = multiprocessing.get_context("spawn")
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(
             target=_child_main,
-            args=(child_conn, str(data_dir), str(code_dir), metadata, str(log_path)),
+            args=(child_conn, str(data_dir), str(code_dir), metadata, str(log_path), model_env),
             daemon=True,
         )
         self.process.start()
@@ -196,18 +206,21 @@ def run_ingestion(
     *,
     time_budget: float | None = None,
     init_timeout_s: float = INIT_TIMEOUT_S,
+    model_env: dict | None = None,
 ) -> IngestionReport:
     """Run `code_dir/model.py` on `dataset` and write predictions + ingestion.json to `out_dir`.
 
-    `time_budget` overrides meta.json's (and is what the model sees in its metadata).
+    `time_budget` overrides meta.json's (and is what the model sees in its metadata);
+    `model_env` is added to the model process's environment (e.g. a plan to run).
     """
     data_dir = resolve_data_dir(dataset)
     code_dir = Path(code_dir).resolve()
     if not (code_dir / "model.py").is_file():
         raise IngestionError(f"code directory {str(code_dir)!r} must contain model.py")
-    metadata = read_meta(data_dir)
+    # Only the keys the platform gives (SPEC.md); suite extras such as `domain` stay hidden.
+    metadata = {k: v for k, v in read_meta(data_dir).items() if k in PLATFORM_META_KEYS}
     if time_budget is not None:
-        metadata = {**metadata, "time_budget": time_budget}
+        metadata["time_budget"] = time_budget
     out_dir = Path(out_dir)
     predictions_dir = out_dir / "predictions"
     predictions_dir.mkdir(parents=True, exist_ok=True)
@@ -224,7 +237,7 @@ def run_ingestion(
     def fail(status: str, error: str) -> None:
         report.status, report.error = status, error
 
-    child = _Child(data_dir, code_dir, metadata, out_dir / "model.log")
+    child = _Child(data_dir, code_dir, metadata, out_dir / "model.log", model_env or {})
     try:
         reply = child.wait(init_timeout_s)
         if reply == "timeout":
@@ -266,6 +279,7 @@ def run_ingestion(
                 report.status = "stopped"
                 report.error = "test returned None"
                 break
+            prediction, validation_score = prediction
             problem = check_prediction(prediction, metadata["test_num"], metadata["class_num"])
             if problem:
                 fail("bad_prediction", problem)
@@ -275,7 +289,9 @@ def run_ingestion(
             buffer = io.BytesIO()
             np.save(buffer, prediction)
             atomic_write_bytes(path, buffer.getvalue())
-            report.predictions.append({"index": index, "t_s": report.charged_s, "file": f"predictions/{path.name}"})
+            report.predictions.append(
+                {"index": index, "t_s": report.charged_s, "file": f"predictions/{path.name}", "validation_score": validation_score}
+            )
             save()
         if report.status == "running":
             report.status = "done"

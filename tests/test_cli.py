@@ -26,7 +26,7 @@ def test_harness_run_cli_scores_project_model(tmp_path, capsys):
     synth_main(["--out", str(tmp_path / "data"), "--train", "36", "--test", "18", "--classes", "3", "--max-s", "4"])
     out = tmp_path / "out"
     code = harness_main(
-        ["run", "--dataset", str(tmp_path / "data"), "--code-dir", str(PROJECT_DIR), "--time-budget", "60", "--out", str(out)]
+        ["run", "--dataset", str(tmp_path / "data"), "--code-dir", str(PROJECT_DIR), "--time-budget", "20", "--out", str(out)]
     )
     assert code == 0
     result = json.loads((out / "result.json").read_text())

@@ -155,3 +155,11 @@ def test_ingestion_report_on_disk_matches_returned_report(tone_dataset, write_mo
 def test_ingestion_rejects_code_dir_without_model(tone_dataset, tmp_path):
     with pytest.raises(IngestionError, match="must contain model.py"):
         run_ingestion(tone_dataset, tmp_path, tmp_path / "out", time_budget=5)
+
+
+def test_ingestion_passes_model_env_and_records_validation_score(tone_dataset, write_model, tmp_path):
+    code_dir = write_model(
+        model_source(rounds=2, init_body='self.validation_score = float(os.environ["FAKE_VAL"])')
+    )
+    report = run_ingestion(tone_dataset, code_dir, tmp_path / "out", time_budget=30, model_env={"FAKE_VAL": "0.25"})
+    assert [p["validation_score"] for p in report.predictions] == [0.25, 0.25]
