@@ -73,6 +73,25 @@ def validation_score(y_val_onehot: np.ndarray, proba: np.ndarray) -> float:
         return -1.0
 
 
+def greedy_ensemble(val_probas: list[np.ndarray], y_val_onehot: np.ndarray, max_size: int) -> tuple[np.ndarray, float]:
+    """Forward selection with replacement of the average that scores best on validation.
+
+    Returns the weights (summing to one) over `val_probas` and the ensemble's score; the
+    best single model is the first pick, so the ensemble never scores below it.
+    """
+    counts = np.zeros(len(val_probas))
+    total = np.zeros_like(val_probas[0])
+    best_counts, best_score = counts.copy(), -np.inf
+    for size in range(1, max_size + 1):
+        scores = [validation_score(y_val_onehot, (total + proba) / size) for proba in val_probas]
+        pick = int(np.argmax(scores))
+        counts[pick] += 1
+        total += val_probas[pick]
+        if scores[pick] > best_score:
+            best_counts, best_score = counts.copy(), scores[pick]
+    return best_counts / best_counts.sum(), best_score
+
+
 class Scheduler:
     """Runs a plan (plain data, see portfolio/plans/) one round per `train` call.
 
@@ -94,7 +113,8 @@ class Scheduler:
         self.step_stale_rounds = 0
         self.step_member = None
         self.pending: Round | None = None
-        self.rounds: list[Round] = []  # rounds that delivered a test prediction
+        self.rounds: list[Round] = []  # the ensemble pool: best rounds by validation, with test probabilities
+        self.ensemble_ = {}  # round label -> weight in the returned prediction
         self.best_score = -np.inf
         self.best_prediction = None
         self.split_ = None
@@ -111,6 +131,8 @@ class Scheduler:
         )
         self.split_ = {"train": train_idx, "val": val_idx}
         self.y_val_onehot = np.eye(self.class_num)[self.y[val_idx]]
+        durations_s = np.array([len(wave) for wave in x_train]) / SR
+        self.duration_cap_s = max(0.5, float(np.ceil(np.percentile(durations_s, 95) * 10) / 10))
         LOG.info("split: %d train, %d validation clips", len(train_idx), len(val_idx))
 
     def _subset_indices(self, step: dict) -> tuple[str, np.ndarray]:
@@ -151,8 +173,9 @@ class Scheduler:
         """Fit allowance of the step's next round, or None if the round cannot fit in `available_s`.
 
         Features not yet cached and predictions on validation and test are paid first; a
-        time-sliced step (`round_s`) gets its allowance cut to what is left, as long as
-        that still buys one unit of progress (an epoch); other steps need a full fit.
+        time-sliced step (`round_s`) gets its allowance cut to what is left, as long as at
+        least half its nominal round is left (members stop at their deadline, mid-epoch if
+        need be); other steps need a full fit.
         """
         subset, _ = self._subset_indices(step)
         n_val = len(self.split_["val"])
@@ -165,9 +188,22 @@ class Scheduler:
         )
         left_s = available_s - fixed_s
         if step.get("round_s"):
-            allowance_s = min(self._round_allowance_s(step), left_s)
-            return allowance_s if allowance_s >= estimate["fit"] else None
+            nominal_s = self._round_allowance_s(step)
+            allowance_s = min(nominal_s, left_s)
+            return allowance_s if allowance_s >= 0.5 * nominal_s else None
         return estimate["fit"] if estimate["fit"] <= left_s else None
+
+    def _make_member(self, step: dict):
+        """The step's member, its crop (`max_s`) capped at what the clips need.
+
+        Crops longer than the 95th percentile of training durations would only tile short
+        clips again and again, at a cost and with nothing to learn from.
+        """
+        member = self.members[step["member"]](**step.get("params", {}))
+        max_s = member.get_params().get("max_s") if hasattr(member, "get_params") else None
+        if max_s is not None and max_s > self.duration_cap_s:
+            member.set_params(max_s=self.duration_cap_s)
+        return member
 
     def _advance_step(self) -> None:
         self.step_index += 1
@@ -185,7 +221,7 @@ class Scheduler:
                 self._advance_step()
                 continue
             if self.step_member is None:
-                self.step_member = self.members[step["member"]](**step.get("params", {}))
+                self.step_member = self._make_member(step)
             _, subset_idx = self._subset_indices(step)
             allowance_s = self._plan_round(step, self.step_member, len(subset_idx), remaining_s - margin)
             if allowance_s is not None:
@@ -219,36 +255,28 @@ class Scheduler:
         self.step_stale_rounds = 0 if improved_member else self.step_stale_rounds + 1
         LOG.info("%s: validation 2AUC-1 %.4f (best so far %.4f)", label, score, self.best_score)
 
-    def _ensemble(self, rounds: list[Round]) -> tuple[float, list[Round]]:
-        """Validation score of the mean probabilities of the top-k rounds, and those rounds."""
-        top = sorted(rounds, key=lambda r: r.val_score, reverse=True)[: self.plan.get("ensemble_top_k", 3)]
-        proba = np.mean([r.val_proba for r in top], axis=0)
-        return validation_score(self.y_val_onehot, proba), top
-
     def test(self, test_x: list, remaining_s: float) -> np.ndarray:
-        """The best prediction so far, refreshed when the last round improved validation."""
+        """The best prediction so far, refreshed when the last round lifts the ensemble's validation."""
         candidate, self.pending = self.pending, None
         if candidate is None:
             return self._fallback(len(test_x))
-        ensemble_score, top = self._ensemble(self.rounds + [candidate])
-        new_score = max(candidate.val_score, ensemble_score)
-        if self.best_prediction is not None and new_score <= self.best_score + self.plan.get("min_improvement", 1e-4):
-            return self.best_prediction
         member = candidate.member
         cost = self._feature_cost_s(member, "test", len(test_x)) + member.estimate_cost_s(0, len(test_x))["predict"]
         if self.best_prediction is not None and cost > remaining_s - self.plan.get("margin_s", 3.0):
             LOG.info("no time to predict test with %s (~%.1f s, %.1f s left)", candidate.label, cost, remaining_s)
             return self.best_prediction
-        X_test = self._features(member, "test", test_x)
-        candidate.test_proba = member.predict_proba(X_test)
-        self.rounds.append(candidate)
-        if ensemble_score > candidate.val_score and len(top) > 1:
-            self.best_prediction = np.mean([r.test_proba for r in top], axis=0)
-            LOG.info("new best: ensemble of %s, validation %.4f", [r.label for r in top], ensemble_score)
-        else:
-            self.best_prediction = candidate.test_proba
-            LOG.info("new best: %s, validation %.4f", candidate.label, candidate.val_score)
-        self.best_score = new_score
+        candidate.test_proba = member.predict_proba(self._features(member, "test", test_x))
+        pool_size = self.plan.get("pool_size", 12)
+        self.rounds = sorted(self.rounds + [candidate], key=lambda r: r.val_score, reverse=True)[:pool_size]
+        weights, score = greedy_ensemble(
+            [r.val_proba for r in self.rounds], self.y_val_onehot, self.plan.get("ensemble_size", 8)
+        )
+        if self.best_prediction is not None and score <= self.best_score + self.plan.get("min_improvement", 1e-4):
+            return self.best_prediction
+        self.best_prediction = sum(w * r.test_proba for w, r in zip(weights, self.rounds) if w > 0)
+        self.best_score = score
+        self.ensemble_ = {r.label: w for w, r in zip(weights, self.rounds) if w > 0}
+        LOG.info("new best: validation %.4f with %s", score, {k: round(w, 3) for k, w in self.ensemble_.items()})
         return self.best_prediction
 
     def _fallback(self, n_test: int) -> np.ndarray:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from portfolio.scheduler import Scheduler, class_balanced_subset, stratified_validation_split
+from portfolio.scheduler import (
+    Scheduler,
+    class_balanced_subset,
+    greedy_ensemble,
+    stratified_validation_split,
+    validation_score,
+)
 from tests.conftest import tone_clips
 
 
@@ -96,14 +102,25 @@ def test_scheduler_declares_done_when_nothing_fits():
     assert prediction.shape == (30, 3) and np.allclose(prediction.sum(axis=1), 1.0)
 
 
-def test_scheduler_ensemble_prediction_is_mean_of_top_rounds():
+def test_scheduler_prediction_is_the_weighted_ensemble_it_reports():
     meta, x_train, y_train, x_test, _ = tone_task()
-    plan = {"ensemble_top_k": 2, "steps": [{"member": "noisy", "params": {"noise_schedule": [0.3, 0.3, 0.3]}, "rounds": 3}]}
+    plan = {"ensemble_size": 4, "steps": [{"member": "noisy", "params": {"noise_schedule": [0.6, 0.6, 0.6, 0.6]}, "rounds": 4}]}
     scheduler = Scheduler(meta, plan, members={"noisy": NoisyCentroidMember})
     run_rounds(scheduler, x_train, y_train, x_test)
-    top = sorted(scheduler.rounds, key=lambda r: r.val_score, reverse=True)[:2]
-    ensemble = np.mean([r.test_proba for r in top], axis=0)
-    assert any(np.allclose(scheduler.best_prediction, p) for p in [ensemble] + [r.test_proba for r in top])
+    by_label = {r.label: r for r in scheduler.rounds}
+    expected = sum(w * by_label[label].test_proba for label, w in scheduler.ensemble_.items())
+    assert np.allclose(scheduler.best_prediction, expected)
+    assert sum(scheduler.ensemble_.values()) == pytest.approx(1.0)
+
+
+def test_greedy_ensemble_never_scores_below_best_single_model():
+    rng = np.random.default_rng(1)
+    y = np.eye(4)[rng.integers(0, 4, 80)]
+    probas = [np.abs(y * quality + rng.random((80, 4))) for quality in (0.2, 0.5, 0.1, 0.4)]
+    weights, score = greedy_ensemble(probas, y, max_size=6)
+    singles = [validation_score(y, p) for p in probas]
+    assert score >= max(singles)
+    assert weights.sum() == pytest.approx(1.0) and weights[int(np.argmax(singles))] > 0
 
 
 @pytest.mark.parametrize("counts", [[1, 5, 9], [2, 2, 2], [40, 3, 1]])

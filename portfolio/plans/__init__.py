@@ -4,7 +4,8 @@ A plan is a JSON object:
 
     {"name": str,
      "validation": {"fraction": 0.2, "max_clips": 600},   # held-out split scored each round
-     "ensemble_top_k": 3,          # returned prediction may average the best k rounds
+     "pool_size": 12,              # rounds kept (best by validation) for ensembling
+     "ensemble_size": 8,           # greedy forward selection (with replacement) of that many picks
      "min_improvement": 1e-4,      # a new prediction needs this much validation gain
      "margin_s": 3.0, "margin_fraction": 0.05,             # budget kept free of rounds
      "steps": [{"member": "linear", "params": {...},       # a registry name and its kwargs
@@ -21,7 +22,7 @@ from pathlib import Path
 
 PLANS_DIR = Path(__file__).resolve().parent
 STEP_KEYS = {"member", "params", "max_per_class", "rounds", "round_s", "round_growth", "patience"}
-PLAN_KEYS = {"name", "validation", "ensemble_top_k", "min_improvement", "margin_s", "margin_fraction", "steps"}
+PLAN_KEYS = {"name", "validation", "pool_size", "ensemble_size", "min_improvement", "margin_s", "margin_fraction", "steps"}
 
 
 class PlanError(ValueError):
