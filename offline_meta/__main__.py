@@ -1,0 +1,130 @@
+"""`python -m offline_meta {build,simulate,greedy} --help`: build meta_db.json, check and use its simulation."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from harness.dataset import atomic_write_json
+from harness.errors import HarnessError
+from offline_meta.build import BuildError, build
+from offline_meta.configs import ConfigError, load_configs
+from offline_meta.db import MetaDbError, load_db
+from offline_meta.loo import leave_one_source_out
+from offline_meta.simulate import (
+    SimulationError, compare_with_real, format_steps, greedy_portfolio, load_runs, steps_to_plan,
+)
+from portfolio.plans import PlanError, check_plan
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m offline_meta", description=__doc__.split(":", 1)[1].strip())
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build", help="run every (dataset, configuration) missing from the database")
+    build.add_argument("--suite", required=True, help="folder of <task>/<name>.data datasets (data/suite)")
+    build.add_argument("--configs", required=True, help="JSON list of {name, plan | plan_file}")
+    build.add_argument("--time-budget", type=float, required=True, help="charged seconds per run (T of the ALC)")
+    build.add_argument("--out", required=True, help="the database file, created or resumed (meta_db.json)")
+    build.add_argument("--jobs", type=int, default=None, help="runs at once (default 1; all workers with --scheduler)")
+    build.add_argument("--scheduler", default=None, help="dask scheduler address, or 'local' for an in-process cluster")
+    build.add_argument("--tasks", nargs="+", default=None, help="only these task folders of the suite")
+    build.add_argument("--work", default="results/offline", help="plans and run outputs (default results/offline)")
+    build.add_argument("--code-dir", default=None, help="directory with the model.py to run (default: this project)")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    simulate = commands.add_parser("simulate", help="simulated vs real ALC of whole plans, and the greedy portfolio")
+    simulate.add_argument("--db", required=True)
+    simulate.add_argument("--time-budget", type=float, default=None, help="runs of this budget (default: latest build's)")
+
+    greedy = commands.add_parser("greedy", help="write the greedy portfolio as a plan file")
+    greedy.add_argument("--db", required=True)
+    greedy.add_argument("--out", required=True, help="plan file to write (portfolio/plans/greedy.json)")
+    greedy.add_argument("--time-budget", type=float, default=None)
+    return parser
+
+
+def run_build(args: argparse.Namespace, argv: list[str]) -> int:
+    command = shlex.join([sys.executable, "-m", "offline_meta", *argv])
+    configs = load_configs(args.configs)
+    summary = build(
+        args.suite, configs, args.time_budget, args.out, jobs=args.jobs, scheduler=args.scheduler,
+        tasks=args.tasks, work=args.work, command=command, progress=not args.no_progress,
+        **({} if args.code_dir is None else {"code_dir": args.code_dir}),
+    )
+    print(f"{args.out}: {summary.recorded} runs recorded, {summary.skipped} already there, "
+          f"{len(summary.failures)} could not run")
+    for failure in summary.failures:
+        print(f"  not recorded: {failure}")
+    return 1 if summary.failures else 0
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    db = load_db(args.db)
+    runs = load_runs(db, args.time_budget)
+    print(f"{args.db}: time budget {runs.time_budget:g} s, {len(runs.best_alc)} datasets, "
+          f"{len(runs.configs)} configurations")
+    rows = compare_with_real(runs)
+    print("\nsimulated vs real ALC (multi-step configurations that were run):")
+    errors = []
+    for row in rows:
+        if row["simulated"] is None:
+            print(f"  {row['config']:<24} {row['dataset']:<22} real {row['real']:.4f}  simulated -  ({row['missing']})")
+            continue
+        errors.append(abs(row["simulated"] - row["real"]))
+        print(f"  {row['config']:<24} {row['dataset']:<22} real {row['real']:.4f}  simulated {row['simulated']:.4f}  "
+              f"error {row['simulated'] - row['real']:+.4f}")
+    if errors:
+        print(f"  mean absolute error {sum(errors) / len(errors):.4f} over {len(errors)} (plan, dataset) pairs")
+    else:
+        print("  no multi-step configuration could be simulated")
+    print("\nrun-time selection, leave one source out (real ALC of the chosen configuration on the held-out dataset):")
+    chosen = []
+    for row in leave_one_source_out({**db, "time_budget": runs.time_budget}):
+        if row["alc"] is None:
+            print(f"  {row['dataset']:<22} chose {row['chosen']}: {row.get('why', 'not run on this dataset')}")
+            continue
+        chosen.append(row)
+        reference = "-" if row["reference"] is None else f"{row['reference']:.4f}"
+        print(f"  {row['dataset']:<22} chose {row['chosen']:<24} ALC {row['alc']:.4f}  best {row['oracle']:.4f}  "
+              f"default {reference}")
+    if chosen:
+        mean = {key: sum(r[key] for r in chosen) / len(chosen) for key in ("alc", "oracle")}
+        print(f"  mean over {len(chosen)} datasets: chosen {mean['alc']:.4f}, best {mean['oracle']:.4f}")
+    steps, score, datasets = greedy_portfolio(runs)
+    print(f"\ngreedy portfolio over {len(datasets)} datasets (simulated mean normalized ALC {score:.4f}):")
+    for line in format_steps(steps, runs):
+        print(f"  {line}")
+    return 0
+
+
+def run_greedy(args: argparse.Namespace) -> int:
+    from portfolio.registry import MEMBERS  # loads TensorFlow: only here
+
+    runs = load_runs(load_db(args.db), args.time_budget)
+    steps, score, datasets = greedy_portfolio(runs)
+    plan = check_plan(steps_to_plan(steps, runs, datasets), MEMBERS, where="greedy plan")
+    atomic_write_json(Path(args.out), plan)
+    print(f"{args.out}: {len(plan['steps'])} steps, simulated mean normalized ALC {score:.4f} "
+          f"over {len(datasets)} datasets")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            return run_build(args, argv)
+        if args.command == "simulate":
+            return run_simulate(args)
+        return run_greedy(args)
+    except (MetaDbError, HarnessError, ConfigError, BuildError, SimulationError, PlanError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

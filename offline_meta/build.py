@@ -1,0 +1,313 @@
+"""The offline build: every (dataset, configuration) through the real ingestion, one record per run.
+
+Each run is `harness.evaluate.run_and_score` on the project's `model.py` with the
+configuration's plan handed over in `AUTOSPEECH_PLAN`: the same isolated protocol as a
+submission. Runs go through joblib (`prefer="threads"`: the work happens in each run's
+own model process, the worker only waits on it), or through a dask cluster when one is
+given, with the same code. Only the parent writes the database: each finished run is
+appended and the file rewritten atomically at once, so a killed build loses at most
+the runs in flight, and a rerun skips every run already recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from joblib import Parallel, delayed, effective_n_jobs, parallel_config
+from tqdm import tqdm
+
+from harness.dataset import atomic_write_json, read_dataset, read_meta, resolve_data_dir
+from harness.evaluate import run_and_score
+from harness.ingestion import PLATFORM_META_KEYS
+from metafeatures import VERSION as METAFEATURES_VERSION
+from metafeatures import compute_metafeatures_detailed
+from offline_meta.db import SCHEMA_VERSION, finite_or_none, load_db, record_key, run_key, utc_now
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+SEED = 0  # model.py runs its scheduler with the default seed; runs are not repeated
+
+
+class BuildError(RuntimeError):
+    """The build cannot start or a run cannot be carried out (not a failure of the configuration)."""
+
+
+@dataclass
+class BuildSummary:
+    """What one build did."""
+
+    recorded: int = 0
+    skipped: int = 0
+    failures: list = field(default_factory=list)  # "<dataset> <config>: <why>"; not recorded, retried next time
+
+
+def code_version(root: Path = PROJECT_DIR) -> str | None:
+    """Git HEAD of `root`, with "-dirty" when tracked or untracked files differ; None without git.
+
+    Read-only: `--no-optional-locks` keeps `git status` from touching the index.
+    """
+    try:
+        run = {"cwd": root, "capture_output": True, "text": True, "timeout": 30, "check": True}
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
+        changes = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain"], **run).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("-dirty" if changes else "") if sha else None
+
+
+def run_status(harness_status: str, n_predictions: int, error: str | None) -> str:
+    """Map the ingestion's status to the database's `ok|timeout|memout|crash|other`.
+
+    A run that reached the budget after delivering predictions is `ok`: anytime members
+    are meant to use the whole budget, and the ingestion only stops them there.
+    """
+    if harness_status in ("done", "stopped"):
+        return "ok"
+    if harness_status == "timeout":
+        return "ok" if n_predictions else "timeout"
+    if harness_status == "init_timeout":
+        return "timeout"
+    if harness_status == "crash":
+        return "memout" if error and "SIGKILL" in error else "crash"
+    if harness_status == "bad_prediction":
+        return "crash"
+    return "other"
+
+
+def discover_datasets(suite: Path, tasks: list[str] | None = None) -> dict[str, Path]:
+    """Task folder name -> `.data` directory, for each task under `suite` (or the named ones)."""
+    suite = Path(suite)
+    if not suite.is_dir():
+        raise BuildError(f"suite must be a directory, got {str(suite)!r}")
+    if tasks:
+        missing = [task for task in tasks if not (suite / task).is_dir()]
+        if missing:
+            raise BuildError(f"tasks not found under {suite}: {missing}")
+        folders = [suite / task for task in tasks]
+    else:
+        folders = sorted(p for p in suite.iterdir() if p.is_dir() and any(p.glob("*.data")))
+    if not folders:
+        raise BuildError(f"suite {str(suite)!r} holds no dataset folder (<task>/<name>.data)")
+    return {folder.name: resolve_data_dir(folder) for folder in folders}
+
+
+def dataset_entry(data_dir: Path) -> dict:
+    """A dataset's row of the database: its source, sizes and meta-features (on train data only)."""
+    dataset = read_dataset(data_dir, with_solution=False)
+    platform_meta = {k: v for k, v in dataset.meta.items() if k in PLATFORM_META_KEYS}
+    values, reasons = compute_metafeatures_detailed(dataset.x_train, dataset.y_train, platform_meta, seed=SEED)
+    return {
+        "source": dataset.meta.get("source", dataset.name),
+        "class_num": dataset.meta["class_num"],
+        "train_num": dataset.meta["train_num"],
+        "test_num": dataset.meta["test_num"],
+        "fingerprint": dataset.meta.get("fingerprint"),
+        "metafeatures_version": METAFEATURES_VERSION,
+        "metafeatures": {name: finite_or_none(value) for name, value in values.items()},
+        "metafeature_issues": reasons,
+    }
+
+
+def make_record(job: dict, result: dict, report: dict) -> dict:
+    """One run as stored: identity, outcome, learning curve and cost."""
+    counted = [p for p in result["predictions"] if p["counted"]]
+    validation = [p.get("validation_score") for p in report["predictions"][: len(counted)]]
+    return {
+        "schema": SCHEMA_VERSION,
+        "dataset": job["dataset"],
+        "source": job["source"],
+        "config_id": job["config_id"],
+        "config_name": job["config"]["name"],
+        "config": job["config"],
+        "seed": SEED,
+        "time_budget": job["time_budget"],
+        "status": run_status(result["status"], len(counted), result["error"]),
+        "harness_status": result["status"],
+        "alc": float(result["alc"]),
+        "final_score": result["final_score"],
+        "first_prediction_s": result["first_prediction_s"],
+        "n_predictions": len(counted),
+        "charged_s": report["charged_s"],
+        "curve": {
+            "t_s": [p["t_s"] for p in counted],
+            "score": [p["score"] for p in counted],
+            "validation_score": [finite_or_none(v) for v in validation],
+        },
+        "wall_s": result["wall_s"],
+        "peak_rss_mb": result["peak_rss_mb"],
+        "init_s": result["init_s"],
+        "error": result["error"],
+        "code_version": job["code_version"],
+        "finished": utc_now(),
+        "out_dir": job["out_dir"],
+    }
+
+
+def run_one(job: dict) -> dict:
+    """Worker side: one isolated run -> `{"record": ...}`, or `{"failure": why}` if it could not run."""
+    try:
+        if multiprocessing.current_process().daemon:
+            raise BuildError(
+                "this worker is a daemonic process and cannot start the model's process; start dask "
+                "workers with DASK_DISTRIBUTED__WORKER__DAEMON=False"
+            )
+        result = run_and_score(
+            job["data_dir"], job["code_dir"], job["out_dir"],
+            time_budget=job["time_budget"], model_env={"AUTOSPEECH_PLAN": job["plan_path"]},
+        )
+        report = json.loads((Path(job["out_dir"]) / "ingestion.json").read_text())
+        return {"record": make_record(job, result, report)}
+    except Exception as error:  # noqa: BLE001 - reported by the parent, never recorded as the config's fault
+        return {"failure": f"{job['dataset']} {job['config']['name']}: {type(error).__name__}: {error}"}
+
+
+@contextlib.contextmanager
+def _backend(scheduler: str | None, n_jobs: int):
+    """Joblib's default backends, or dask on `scheduler` ("local": an in-process LocalCluster).
+
+    Yields how many runs can be in flight at once.
+    """
+    if scheduler is None:
+        yield effective_n_jobs(n_jobs)
+        return
+    from dask.distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        if scheduler == "local":
+            # Threads, not processes: dask's worker processes are daemons, which may not start the model's.
+            cluster = stack.enter_context(
+                LocalCluster(processes=False, n_workers=effective_n_jobs(n_jobs), threads_per_worker=1)
+            )
+            client = stack.enter_context(Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(Client(scheduler))
+            except (OSError, TimeoutError) as error:
+                raise BuildError(f"cannot reach the dask scheduler at {scheduler!r} ({error})") from error
+        stack.enter_context(parallel_config("dask"))
+        threads = sum(client.nthreads().values())
+        yield threads if n_jobs < 0 else min(threads, n_jobs)
+
+
+class Builder:
+    """Holds the database file and its content; the only writer."""
+
+    def __init__(self, out: Path, command: str, time_budget: float, version: str | None):
+        self.out = Path(out)
+        self.db = load_db(self.out, missing_ok=True)
+        now = utc_now()
+        self.db.update(command=command, time_budget=float(time_budget), updated=now)
+        self.db["builds"].append(
+            {"command": command, "cwd": str(Path.cwd()), "time_budget": float(time_budget), "started": now,
+             "code_version": version}
+        )
+        self.done = {record_key(r) for r in self.db["runs"]}
+
+    def save(self) -> None:
+        self.db["updated"] = utc_now()
+        atomic_write_json(self.out, self.db)
+
+    def add_configs(self, configs: list[dict]) -> None:
+        for config in configs:
+            self.db["configs"][config["config_id"]] = {"name": config["name"], "plan": config["plan"]}
+        self.save()
+
+    def ensure_dataset(self, name: str, data_dir: Path) -> None:
+        """Compute a dataset's row unless it is there, from the same data and meta-feature version."""
+        entry = self.db["datasets"].get(name)
+        fingerprint = read_meta(data_dir).get("fingerprint")
+        current = (METAFEATURES_VERSION, fingerprint)
+        if entry and (entry.get("metafeatures_version"), entry.get("fingerprint")) == current:
+            return
+        self.db["datasets"][name] = dataset_entry(data_dir)
+        self.save()
+
+    def add_record(self, record: dict) -> None:
+        self.db["runs"].append(record)
+        self.done.add(record_key(record))
+        self.save()
+
+
+def build(
+    suite: str | Path,
+    configs: list[dict],
+    time_budget: float,
+    out: str | Path,
+    *,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    tasks: list[str] | None = None,
+    work: str | Path = "results/offline",
+    code_dir: str | Path = PROJECT_DIR,
+    command: str = "",
+    progress: bool = True,
+) -> BuildSummary:
+    """Run every missing (dataset, config) at `time_budget` and record it in the database `out`.
+
+    `configs` come from `offline_meta.configs.load_configs`. `jobs` runs at once (default 1,
+    or every worker thread of a dask cluster). Paths given to workers are absolute: with
+    a remote scheduler, `suite`, `work` and `code_dir` must be on a filesystem they share.
+    """
+    if not time_budget > 0:
+        raise BuildError(f"time_budget must be > 0 seconds, got {time_budget!r}")
+    if jobs == 0:
+        raise BuildError("jobs must be a positive number of runs, or negative for all cores or workers, got 0")
+    datasets = discover_datasets(Path(suite), tasks)
+    builder = Builder(Path(out), command, time_budget, code_version(Path(code_dir)))
+    builder.add_configs(configs)
+    for name, data_dir in datasets.items():
+        builder.ensure_dataset(name, data_dir)
+
+    work = Path(work).resolve()
+    plan_paths = {}
+    for config in configs:
+        plan_paths[config["config_id"]] = work / "plans" / f"{config['config_id']}.json"
+        atomic_write_json(plan_paths[config["config_id"]], config["plan"])
+    summary = BuildSummary()
+    job_list = []
+    for name, data_dir in datasets.items():
+        for config in configs:
+            if run_key(name, config["config_id"], time_budget) in builder.done:
+                summary.skipped += 1
+                continue
+            job_list.append({
+                "dataset": name,
+                "source": builder.db["datasets"][name]["source"],
+                "data_dir": str(data_dir.resolve()),
+                "config_id": config["config_id"],
+                "config": {"name": config["name"], "plan": config["plan"]},
+                "plan_path": str(plan_paths[config["config_id"]]),
+                "out_dir": str(work / "runs" / f"T{time_budget:g}" / name / config["config_id"]),
+                "time_budget": float(time_budget),
+                "code_dir": str(Path(code_dir).resolve()),
+                "code_version": builder.db["builds"][-1]["code_version"],
+            })
+    if not job_list:
+        return summary
+
+    n_jobs = jobs if jobs is not None else (-1 if scheduler else 1)
+    with (
+        _backend(scheduler, n_jobs) as slots,
+        tqdm(total=len(job_list), unit="run", desc="runs", disable=not progress, file=sys.stderr) as bar,
+    ):
+        bar.set_postfix(running=min(slots, len(job_list)), left=len(job_list))
+        results = Parallel(n_jobs=n_jobs, prefer="threads", batch_size=1, return_as="generator_unordered")(
+            delayed(run_one)(job) for job in job_list
+        )
+        for outcome in results:
+            if "record" in outcome:
+                builder.add_record(outcome["record"])
+                summary.recorded += 1
+            else:
+                summary.failures.append(outcome["failure"])
+                bar.write(f"not recorded: {outcome['failure']}")
+            bar.update(1)
+            left = len(job_list) - bar.n
+            bar.set_postfix(running=min(slots, left), left=left)
+    return summary
+

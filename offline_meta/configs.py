@@ -1,0 +1,93 @@
+"""The configurations an offline build runs: named plans, read from a JSON list and checked up front.
+
+Each entry of the list is one of
+
+    {"name": str, "plan": <plan object>}                   # a plan written out
+    {"name": str, "plan_file": path}                        # a plan file (path relative to this list)
+    {"name": str, "plan_file": path, "steps": [<step>...]}  # the file's plan-wide settings, these steps
+    {"name": str, "plan_file": path, "each_step": true}     # one one-step plan per step of the file,
+                                                            # named "<name>/<index>-<member>"
+
+A one-step plan runs a single member in isolation (what the portfolio simulation
+composes); a longer plan is run for real so the simulation can be checked against it.
+`each_step` keeps the solo runs in step with a plan file that others edit. The build
+stores the plans themselves, so a database never depends on files that change later.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from offline_meta.db import config_id
+from portfolio.plans import PlanError, check_plan
+
+
+class ConfigError(ValueError):
+    """A configurations file breaks the format above; the message names the file and the entry."""
+
+
+def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
+    """(name, plan) pairs of one entry of the list, before any check of the plans."""
+    where = f"{path}: configuration {index}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+        raise ConfigError(f"{where} must be an object with a non-empty string name, got {entry!r}")
+    where = f"{path}: configuration {entry['name']!r}"
+    unknown = set(entry) - {"name", "plan", "plan_file", "steps", "each_step"}
+    if unknown or ("plan" in entry) == ("plan_file" in entry):
+        raise ConfigError(f"{where} must have a name and exactly one of plan, plan_file; got keys {sorted(entry)}")
+    if "plan" in entry:
+        if {"steps", "each_step"} & set(entry):
+            raise ConfigError(f"{where}: steps and each_step go with plan_file, not plan")
+        return [(entry["name"], entry["plan"])]
+    plan_path = path.parent / entry["plan_file"]
+    try:
+        base = json.loads(plan_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{where}: cannot read plan_file {str(plan_path)!r} ({error})") from error
+    if not isinstance(base, dict) or not isinstance(base.get("steps"), list):
+        raise ConfigError(f"{where}: plan_file {str(plan_path)!r} must hold a plan object with a steps list")
+    if "steps" in entry and entry.get("each_step"):
+        raise ConfigError(f"{where}: steps and each_step exclude each other")
+    if "steps" in entry:
+        return [(entry["name"], {**base, "steps": entry["steps"]})]
+    if entry.get("each_step"):
+        return [
+            (f"{entry['name']}/{i}-{step.get('member') if isinstance(step, dict) else '?'}", {**base, "steps": [step]})
+            for i, step in enumerate(base["steps"])
+        ]
+    return [(entry["name"], base)]
+
+
+def load_configs(path: str | Path, members: dict | None = None) -> list[dict]:
+    """`[{"name", "config_id", "plan"}]` in file order, each plan checked against `members`.
+
+    `members` defaults to the portfolio registry (imported here, as it loads TensorFlow).
+    """
+    if members is None:
+        from portfolio.registry import MEMBERS as members
+    path = Path(path)
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read configurations ({error})") from error
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: must hold a non-empty JSON list of configurations")
+    configs, seen_names, seen_ids = [], set(), {}
+    for index, entry in enumerate(entries):
+        for name, plan in _expand(entry, path, index):
+            where = f"{path}: configuration {name!r}"
+            try:
+                check_plan(plan, members, where=where)
+            except PlanError as error:
+                raise ConfigError(str(error)) from error
+            plan = {**plan, "name": name}
+            cid = config_id(plan)
+            if name in seen_names:
+                raise ConfigError(f"{where}: name used twice")
+            if cid in seen_ids:
+                raise ConfigError(f"{where}: same plan as {seen_ids[cid]!r} (config_id {cid})")
+            seen_names.add(name)
+            seen_ids[cid] = name
+            configs.append({"name": name, "config_id": cid, "plan": plan})
+    return configs

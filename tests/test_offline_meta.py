@@ -1,0 +1,322 @@
+"""Offline build (joblib and dask alike, resumable, strict about its file) and the portfolio simulation."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.dataset import atomic_write_json
+from offline_meta.__main__ import main as offline_main
+from offline_meta.build import PROJECT_DIR, build, code_version, run_status
+from offline_meta.configs import load_configs
+from offline_meta.db import SCHEMA_VERSION, MetaDbError, config_id, load_db, new_db
+from offline_meta.loo import leave_one_source_out
+from offline_meta.simulate import (
+    Curve, compare_with_real, greedy_portfolio, load_runs, mean_normalized_alc, simulate_alc, steps_to_plan,
+)
+from portfolio.plans import check_plan
+from tests.conftest import make_tone_dataset
+
+FAKE_MEMBERS = {"linear": object, "cnn": object}
+# Fields that depend on the clock or the machine, not on what was run.
+TIMING_FIELDS = {"alc", "first_prediction_s", "charged_s", "wall_s", "peak_rss_mb", "init_s", "finished", "out_dir"}
+
+# A model.py that honours AUTOSPEECH_PLAN like the real one but needs only numpy: nearest centroid on
+# spectra of the first max_s seconds, `rounds` rounds, an optional sleep per round, a scripted validation score.
+FAKE_MODEL = textwrap.dedent(
+    """
+    import json, os, time
+    import numpy as np
+
+    class Model:
+        def __init__(self, metadata):
+            with open(os.environ["AUTOSPEECH_PLAN"]) as handle:
+                self.step = json.load(handle)["steps"][0]
+            self.params = self.step.get("params", {})
+            self.rounds_done = 0
+            self.done_training = False
+            self.validation_score = None
+
+        def _features(self, clips):
+            n = int(self.params.get("max_s", 0.5) * 16000)
+            return np.array([np.abs(np.fft.rfft(clip[:n], 1024))[:128] for clip in clips])
+
+        def train(self, train_dataset, remaining_time_budget=None):
+            time.sleep(self.params.get("sleep_s", 0.0))
+            x, y = train_dataset
+            self.centroids = (y.T @ self._features(x)) / y.sum(axis=0)[:, None]
+            self.rounds_done += 1
+            self.validation_score = 0.5 + 0.1 * self.rounds_done
+            self.done_training = self.rounds_done >= self.step.get("rounds", 1)
+
+        def test(self, test_x, remaining_time_budget=None):
+            X = self._features(test_x)
+            return -((X[:, None, :] - self.centroids[None]) ** 2).sum(axis=-1)
+    """
+)
+
+
+def linear_plan(max_s: float, rounds: int = 1, **params) -> dict:
+    return {"steps": [{"member": "linear", "params": {"max_s": max_s, **params}, "rounds": rounds}]}
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Path:
+    """Two tiny datasets of two sources, in task folders as data/suite has them."""
+    root = tmp_path / "suite"
+    make_tone_dataset(root / "alpha", n_train=24, n_test=12, seed=1, source="src_a")
+    make_tone_dataset(root / "beta", n_classes=4, n_train=24, n_test=12, seed=2, source="src_b")
+    return root
+
+
+@pytest.fixture
+def fake_code(tmp_path: Path) -> Path:
+    code = tmp_path / "fake_code"
+    code.mkdir()
+    (code / "model.py").write_text(FAKE_MODEL)
+    return code
+
+
+def write_configs(path: Path, configs: list[dict]) -> Path:
+    path.write_text(json.dumps(configs))
+    return path
+
+
+def comparable(db: dict) -> list[dict]:
+    """The runs without clock-dependent fields, in a fixed order."""
+    rows = [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in db["runs"]]
+    for row in rows:
+        row["curve"] = {k: v for k, v in row["curve"].items() if k != "t_s"}
+    return sorted(rows, key=lambda r: (r["dataset"], r["config_id"]))
+
+
+def test_build_with_joblib_and_with_dask_gives_the_same_rows(suite, fake_code, tmp_path):
+    configs_path = write_configs(tmp_path / "configs.json", [
+        {"name": "short", "plan": linear_plan(0.25)},
+        {"name": "long", "plan": linear_plan(0.5, rounds=2)},
+    ])
+    configs = load_configs(configs_path, FAKE_MEMBERS)
+    common = {"jobs": 2, "code_dir": fake_code, "progress": False}
+    joblib_summary = build(suite, configs, 5, tmp_path / "joblib.json", work=tmp_path / "w1", command="joblib", **common)
+    dask_summary = build(
+        suite, configs, 5, tmp_path / "dask.json", work=tmp_path / "w2", scheduler="local", command="dask", **common
+    )
+    assert joblib_summary.recorded == dask_summary.recorded == 4
+    assert not joblib_summary.failures and not dask_summary.failures
+    by_joblib, by_dask = load_db(tmp_path / "joblib.json"), load_db(tmp_path / "dask.json")
+    assert comparable(by_joblib) == comparable(by_dask)
+
+    runs = {(r["dataset"], r["config_name"]): r for r in by_joblib["runs"]}
+    long_alpha = runs[("alpha", "long")]
+    assert long_alpha["status"] == "ok" and long_alpha["harness_status"] == "done"
+    assert long_alpha["source"] == "src_a" and long_alpha["config_id"] == config_id(linear_plan(0.5, rounds=2))
+    assert long_alpha["curve"]["validation_score"] == [0.6, 0.7] and len(long_alpha["curve"]["t_s"]) == 2
+    assert long_alpha["alc"] > 0 and long_alpha["time_budget"] == 5.0
+    assert by_joblib["command"] == "joblib" and by_joblib["time_budget"] == 5.0
+    assert set(by_joblib["configs"]) == {c["config_id"] for c in configs}
+    assert by_joblib["datasets"]["beta"]["source"] == "src_b"
+    assert by_joblib["datasets"]["beta"]["metafeatures"]["n_classes"] == 4.0
+
+
+def test_build_killed_midway_resumes_without_losing_or_duplicating_runs(suite, fake_code, tmp_path):
+    configs_path = write_configs(tmp_path / "configs.json", [
+        {"name": "a", "plan": linear_plan(0.25, sleep_s=1.0)},
+        {"name": "b", "plan": linear_plan(0.5, sleep_s=1.0)},
+    ])
+    out = tmp_path / "meta_db.json"
+    command = [
+        sys.executable, "-m", "offline_meta", "build", "--suite", str(suite), "--configs", str(configs_path),
+        "--time-budget", "10", "--out", str(out), "--jobs", "1", "--work", str(tmp_path / "work"),
+        "--code-dir", str(fake_code), "--no-progress",
+    ]
+    first = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    try:
+        while not (out.exists() and load_db(out)["runs"]):
+            assert first.poll() is None and time.monotonic() < deadline, "the build ended before writing a run"
+            time.sleep(0.1)
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    before = load_db(out)["runs"]
+    assert 1 <= len(before) < 4
+
+    second = subprocess.run(command, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert f"{len(before)} already there" in second.stdout
+    after = load_db(out)
+    keys = [(r["dataset"], r["config_id"]) for r in after["runs"]]
+    assert len(keys) == len(set(keys)) == 4
+    assert after["runs"][: len(before)] == before
+    assert len(after["builds"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [('{"schema": 1, "runs": [', "is not readable JSON"), (json.dumps({"schema": SCHEMA_VERSION + 1}), "is newer")],
+)
+def test_build_refuses_a_corrupt_or_newer_database(suite, fake_code, tmp_path, content, message):
+    out = tmp_path / "meta_db.json"
+    out.write_text(content)
+    configs = load_configs(write_configs(tmp_path / "c.json", [{"name": "a", "plan": linear_plan(0.25)}]), FAKE_MEMBERS)
+    with pytest.raises(MetaDbError, match=rf"meta_db\.json: .*{message}"):
+        build(suite, configs, 5, out, code_dir=fake_code, work=tmp_path / "w", progress=False)
+    assert out.read_text() == content
+
+
+def test_load_configs_rejects_duplicates_and_unknown_members(tmp_path):
+    from offline_meta.configs import ConfigError
+
+    twice = write_configs(tmp_path / "twice.json", [{"name": "a", "plan": linear_plan(1)}, {"name": "b", "plan": linear_plan(1)}])
+    with pytest.raises(ConfigError, match="'b': same plan as 'a'"):
+        load_configs(twice, FAKE_MEMBERS)
+    unknown = write_configs(tmp_path / "unknown.json", [{"name": "x", "plan": {"steps": [{"member": "svm"}]}}])
+    with pytest.raises(ConfigError, match="member must be one of"):
+        load_configs(unknown, FAKE_MEMBERS)
+
+
+def test_project_configs_run_the_default_plan_and_each_of_its_steps_alone():
+    configs = load_configs(PROJECT_DIR / "offline_meta" / "configs.json", FAKE_MEMBERS | {"lstm_attention": object})
+    default = json.loads((PROJECT_DIR / "portfolio" / "plans" / "default.json").read_text())
+    by_name = {c["name"]: c for c in configs}
+    assert by_name["default"]["config_id"] == config_id(default)
+    solo = [c["plan"] for c in configs if len(c["plan"]["steps"]) == 1]
+    assert all(any(p["steps"] == [step] for p in solo) for step in default["steps"])  # so it can be simulated
+    settings = {k: v for k, v in default.items() if k not in ("name", "steps")}
+    assert all({k: v for k, v in p.items() if k not in ("name", "steps")} == settings for p in solo)
+
+
+def test_load_configs_expands_plan_files(tmp_path):
+    base = {"name": "base", "min_improvement": 0.01, "steps": [{"member": "linear"}, {"member": "cnn"}]}
+    (tmp_path / "plans").mkdir()
+    (tmp_path / "plans" / "base.json").write_text(json.dumps(base))
+    path = write_configs(tmp_path / "configs.json", [
+        {"name": "whole", "plan_file": "plans/base.json"},
+        {"name": "solo", "plan_file": "plans/base.json", "each_step": True},
+        {"name": "other", "plan_file": "plans/base.json", "steps": [{"member": "cnn", "params": {"max_s": 1.0}}]},
+    ])
+    configs = load_configs(path, FAKE_MEMBERS)
+    assert [c["name"] for c in configs] == ["whole", "solo/0-linear", "solo/1-cnn", "other"]
+    assert configs[1]["plan"] == {"name": "solo/0-linear", "min_improvement": 0.01, "steps": [{"member": "linear"}]}
+    assert configs[3]["plan"]["min_improvement"] == 0.01 and configs[3]["plan"]["steps"][0]["params"] == {"max_s": 1.0}
+
+
+def test_code_version_is_none_outside_git(tmp_path):
+    assert code_version(tmp_path) is None
+
+
+def test_run_status_maps_the_ingestion_outcomes():
+    assert run_status("done", 3, None) == run_status("stopped", 1, "test returned None") == "ok"
+    assert run_status("timeout", 2, "budget of 300 s spent before train") == "ok"
+    assert run_status("timeout", 0, "train call overran") == "timeout"
+    assert run_status("init_timeout", 0, "exceeded") == "timeout"
+    assert run_status("crash", 1, "model process was killed (SIGKILL, exit code -9; out of memory?)") == "memout"
+    assert run_status("crash", 0, "Traceback ...") == run_status("bad_prediction", 0, "shape") == "crash"
+
+
+@pytest.mark.slow
+def test_build_runs_the_project_model_with_the_plan(suite, tmp_path):
+    configs = load_configs(write_configs(tmp_path / "c.json", [
+        {"name": "tiny-linear", "plan": linear_plan(0.25, n_mels=16, n_mfcc=8)},
+    ]), FAKE_MEMBERS)
+    summary = build(suite, configs, 5, tmp_path / "db.json", jobs=2, work=tmp_path / "w", progress=False)
+    assert summary.recorded == 2 and not summary.failures
+    for record in load_db(tmp_path / "db.json")["runs"]:
+        assert record["status"] == "ok" and record["alc"] > 0.5, record
+        assert all(v is not None for v in record["curve"]["validation_score"])
+
+
+# ----------------------------------------------------------------------------- simulation
+
+T = 100.0
+STEP_A = {"member": "linear", "params": {"max_s": 1.0}, "rounds": 1}
+STEP_B = {"member": "cnn", "params": {}, "rounds": 5, "round_s": 10.0}
+
+
+def t_tilde(t: float) -> float:
+    return math.log(1 + t / 60) / math.log(1 + T / 60)
+
+
+def hand_db() -> dict:
+    """One dataset, two solo members A and B, and the whole plan A then B run for real."""
+    db = new_db()
+    db["time_budget"] = T
+    plans = {"A": {"steps": [STEP_A]}, "B": {"steps": [STEP_B]}, "AB": {"steps": [STEP_A, STEP_B]}}
+    curves = {
+        "A": ([10.0, 30.0], [0.4, 0.6], [0.5, 0.7], 40.0),
+        "B": ([5.0, 20.0, 50.0], [0.3, 0.8, 0.9], [0.6, 0.9, 0.85], 60.0),
+        "AB": ([10.0, 30.0, 60.0], [0.4, 0.6, 0.8], [0.5, 0.7, 0.9], 100.0),
+    }
+    real_alc = {"A": 0.5, "B": 0.6, "AB": 0.55}
+    for name, plan in plans.items():
+        db["configs"][name] = {"name": name, "plan": plan}
+        t_s, score, validation, end = curves[name]
+        db["runs"].append({
+            "dataset": "d", "config_id": name, "config": db["configs"][name], "time_budget": T, "status": "ok",
+            "alc": real_alc[name], "charged_s": end, "curve": {"t_s": t_s, "score": score, "validation_score": validation},
+        })
+    return db
+
+
+def test_simulate_alc_matches_the_hand_computed_value():
+    runs = load_runs(hand_db())
+    curves = {"A": runs.curves[("d", "A")], "B": runs.curves[("d", "B")]}
+    # A runs to its end at 40 s (delivers 0.4 at 10 s, 0.6 at 30 s); B starts at 40 s: its 0.3 (validation
+    # 0.6 < 0.7) is not delivered, its 0.8 at 40 + 20 s is, its 0.9 (validation 0.85 < 0.9) is not.
+    expected = 0.4 * (t_tilde(30) - t_tilde(10)) + 0.6 * (t_tilde(60) - t_tilde(30)) + 0.8 * (1 - t_tilde(60))
+    assert simulate_alc([("A", math.inf), ("B", math.inf)], curves, T) == pytest.approx(expected, abs=1e-12)
+    # Capped at 20 s, A delivers only 0.4; B from 20 s: 0.3 at 25 s (validation 0.6 > 0.5), 0.8 at 40 s.
+    expected = 0.4 * (t_tilde(25) - t_tilde(10)) + 0.3 * (t_tilde(40) - t_tilde(25)) + 0.8 * (1 - t_tilde(40))
+    assert simulate_alc([("A", 20.0), ("B", math.inf)], curves, T) == pytest.approx(expected, abs=1e-12)
+
+
+def test_compare_with_real_and_greedy_on_the_hand_database(capsys, tmp_path):
+    runs = load_runs(hand_db())
+    (row,) = compare_with_real(runs)
+    assert row["config"] == "AB" and row["real"] == 0.55
+    assert row["simulated"] == pytest.approx(simulate_alc([("A", math.inf), ("B", math.inf)],
+                                                          {m: runs.curves[("d", m)] for m in "AB"}, T))
+    steps, score, datasets = greedy_portfolio(runs)
+    assert datasets == ["d"] and score == pytest.approx(mean_normalized_alc(steps, runs, datasets))
+    assert score >= max(mean_normalized_alc([(m, math.inf)], runs, datasets) for m in "AB")
+    plan = check_plan(steps_to_plan(steps, runs, datasets), FAKE_MEMBERS)
+    assert plan["name"] == "greedy" and len(plan["steps"]) == len(steps)
+
+    atomic_write_json(tmp_path / "db.json", hand_db())
+    assert offline_main(["simulate", "--db", str(tmp_path / "db.json")]) == 0
+    out = capsys.readouterr().out
+    assert f"mean absolute error {abs(row['simulated'] - 0.55):.4f} over 1" in out and "greedy portfolio" in out
+
+
+def test_simulate_alc_stops_the_plan_where_a_member_crashed():
+    crashed_a = Curve((10.0,), (0.4,), (0.5,), end_s=20.0, crashed=True)
+    b = load_runs(hand_db()).curves[("d", "B")]
+    alone = 0.4 * (1 - t_tilde(10))
+    assert simulate_alc([("A", math.inf), ("B", math.inf)], {"A": crashed_a, "B": b}, T) == pytest.approx(alone)
+    # Switched away before the crash: B runs.
+    assert simulate_alc([("A", 15.0), ("B", math.inf)], {"A": crashed_a, "B": b}, T) > alone
+
+
+def test_leave_one_source_out_never_sees_the_held_out_source():
+    db = new_db()
+    db["time_budget"] = T
+    alcs = {"A": {"P": 0.9, "Q": 0.1}, "B": {"P": 0.8, "Q": 0.2}, "C": {"P": 0.1, "Q": 0.7}}
+    for name, f in (("A", 0.0), ("B", 1.0), ("C", 10.0)):
+        db["datasets"][name] = {"source": f"src{name}", "metafeatures": {"f": f}}
+        for config, alc in alcs[name].items():
+            db["configs"][config] = {"name": config, "plan": {"steps": [{"member": "linear"}]}}
+            db["runs"].append({"dataset": name, "config_id": config, "config_name": config, "time_budget": T,
+                               "status": "ok", "alc": alc})
+    rows = {row["dataset"]: row for row in leave_one_source_out(db, k=1, reference="Q")}
+    # C's nearest other dataset is B, which favours P: C gets P's 0.1, not its own best (Q, 0.7).
+    assert (rows["C"]["chosen"], rows["C"]["alc"], rows["C"]["oracle"], rows["C"]["reference"]) == ("P", 0.1, 0.7, 0.7)
+    assert rows["A"]["chosen"] == rows["B"]["chosen"] == "P"
