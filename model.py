@@ -1,9 +1,11 @@
 """AutoSpeech submission entry point (SPEC.md, "The interface").
 
-`Model` is a thin adapter from the platform's protocol to `portfolio.scheduler.Scheduler`,
-which runs a plan (portfolio/plans/default.json) one round per `train` call. Everything
-that needs no data (imports, TensorFlow threads, feature-code warm-up) happens in
-`__init__`, which the platform does not charge.
+`Model` adapts the platform's protocol to the portfolio runtime: on the first `train` call
+it computes the dataset's meta-features, picks a plan from the nearest practice datasets
+in `meta_db.json` (or the default plan, with the reason logged), and hands the rounds to
+`portfolio.scheduler.Scheduler`. Everything that needs no data (imports, TensorFlow
+threads, feature-code warm-up) happens in `__init__`, which the platform does not charge.
+Setting AUTOSPEECH_PLAN to a plan file skips selection (the offline build uses this).
 """
 
 from __future__ import annotations
@@ -13,21 +15,27 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from metafeatures import compute_metafeatures  # noqa: E402
 from portfolio.features import log_mel_stats  # noqa: E402
+from portfolio.neural import configure_tensorflow  # noqa: E402
 from portfolio.plans import default_plan_path, load_plan  # noqa: E402
 from portfolio.registry import MEMBERS  # noqa: E402
 from portfolio.scheduler import Scheduler  # noqa: E402
+from portfolio.selection import choose_plan_or_default  # noqa: E402
 
 LOG = logging.getLogger("autospeech")
+META_DB_PATH = ROOT / "meta_db.json"
 
 
 def warm_up() -> None:
-    """Pay one-off costs (FFT plans, mel filters, lazy imports) before the clock starts."""
+    """Pay one-off costs (thread pools, FFT plans, mel filters) before the clock starts."""
+    configure_tensorflow()
     rng = np.random.default_rng(0)
     clips = [rng.standard_normal(16000).astype(np.float32) for _ in range(4)]
     for max_s in (0.5, 1.0, 3.0):
@@ -35,31 +43,47 @@ def warm_up() -> None:
 
 
 class Model:
-    """The AutoSpeech `Model`: train/test rounds delegated to the portfolio scheduler."""
+    """The AutoSpeech `Model`: plan selection, then train/test rounds by the portfolio scheduler."""
 
     def __init__(self, metadata: dict):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.metadata = metadata
-        plan = load_plan(os.environ.get("AUTOSPEECH_PLAN", default_plan_path()), MEMBERS)
-        LOG.info("plan %s for %s", plan.get("name"), {k: metadata.get(k) for k in ("class_num", "train_num", "test_num")})
-        self.scheduler = Scheduler(metadata, plan)
+        self.forced_plan_path = os.environ.get("AUTOSPEECH_PLAN")
+        self.default_plan = load_plan(self.forced_plan_path or default_plan_path(), MEMBERS)
+        self.scheduler: Scheduler | None = None
         warm_up()
 
     @property
     def done_training(self) -> bool:
-        return self.scheduler.done_training
+        return self.scheduler is not None and self.scheduler.done_training
 
     @property
-    def validation_score(self) -> float:
+    def validation_score(self) -> float | None:
         """Validation 2*AUC-1 of the prediction `test` returns (read by the harness, for the record)."""
+        if self.scheduler is None or not np.isfinite(self.scheduler.best_score):
+            return None
         return float(self.scheduler.best_score)
+
+    def _choose_plan(self, x_train: list, y_train: np.ndarray) -> dict:
+        if self.forced_plan_path:
+            LOG.info("plan %s forced by AUTOSPEECH_PLAN", self.default_plan.get("name"))
+            return self.default_plan
+        metafeatures = compute_metafeatures(x_train, y_train, self.metadata)
+        plan, info = choose_plan_or_default(metafeatures, META_DB_PATH, self.default_plan, members=MEMBERS)
+        LOG.info("plan %s: %s (neighbours %s)", plan.get("name"), info.get("reason"), info.get("neighbours"))
+        return plan
 
     def _remaining(self, remaining_time_budget) -> float:
         return float(self.metadata["time_budget"] if remaining_time_budget is None else remaining_time_budget)
 
     def train(self, train_dataset, remaining_time_budget=None):
         x_train, y_train = train_dataset
-        self.scheduler.train(x_train, np.asarray(y_train), self._remaining(remaining_time_budget))
+        y_train = np.asarray(y_train)
+        if self.scheduler is None:
+            self.scheduler = Scheduler(self.metadata, self._choose_plan(x_train, y_train))
+        self.scheduler.train(x_train, y_train, self._remaining(remaining_time_budget))
 
     def test(self, test_x, remaining_time_budget=None):
+        if self.scheduler is None:
+            raise RuntimeError("Model.test called before Model.train")
         return self.scheduler.test(test_x, self._remaining(remaining_time_budget))

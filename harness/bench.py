@@ -117,7 +117,7 @@ def format_markdown(rows: list[dict], header: dict) -> str:
         f"- command: `{header['command']}`",
         f"- machine: {header['machine']}",
         f"- date: {header['date']}",
-        f"- suite: `{header['suite']}`, code dir: `{header['code_dir']}`, time budget: {header['time_budget']}",
+        f"- suite: `{header['suite']}`, code dir: `{header['code_dir']}`, time budget: {header['time_budget']}, plan: {header['plan']}",
         f"- tasks done: {len(rows)} of {header['n_tasks']}"
         + (f" ({sum(r['resumed'] for r in rows)} from earlier runs)" if any(r["resumed"] for r in rows) else ""),
         "",
@@ -164,11 +164,16 @@ def run_bench(
     code_dir: str | Path = ".",
     force: bool = False,
     init_timeout_s: float | None = None,
+    plan: str | Path | None = None,
     command: str | None = None,
     log=print,
 ) -> list[dict]:
-    """Run and score `code_dir/model.py` on each task of `suite`; return the table rows."""
+    """Run and score `code_dir/model.py` on each task of `suite`; return the table rows.
+
+    `plan` (a plan file) is handed to the model as AUTOSPEECH_PLAN, e.g. to bench one member alone.
+    """
     suite, out, code_dir = Path(suite), Path(out), Path(code_dir).resolve()
+    model_env = {"AUTOSPEECH_PLAN": str(Path(plan).resolve())} if plan else None
     names = suite_tasks(suite, tasks)
     out.mkdir(parents=True, exist_ok=True)
     header = {
@@ -178,6 +183,7 @@ def run_bench(
         "suite": str(suite),
         "code_dir": str(code_dir),
         "time_budget": "meta.json's" if time_budget is None else f"{time_budget:g} s",
+        "plan": str(plan) if plan else "model.py's own choice",
         "n_tasks": len(names),
     }
     rows: list[dict] = []
@@ -197,7 +203,8 @@ def run_bench(
                 log(f"{prefix}: running (T = {budget:g} s) ...")
                 start = time.monotonic()
                 result = run_and_score(
-                    data_dir, code_dir, task_out, time_budget=time_budget, init_timeout_s=init_timeout_s
+                    data_dir, code_dir, task_out, time_budget=time_budget, init_timeout_s=init_timeout_s,
+                    model_env=model_env,
                 )
                 log(f"{prefix}: {summary_line(result)} ({time.monotonic() - start:.0f} s)")
             rows.append(result_row(task, result, resumed=resumed))
@@ -219,6 +226,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-timeout", type=float, default=None, help="limit on Model.__init__, seconds (default 1200)")
     parser.add_argument("--out", required=True, help="output directory: <task>/ runs, bench.md, bench.csv, learning_curves.png")
     parser.add_argument("--force", action="store_true", help="rerun tasks that already have a result for this budget and code dir")
+    parser.add_argument("--plan", default=None, help="plan file handed to model.py as AUTOSPEECH_PLAN (default: its own choice)")
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
@@ -226,7 +234,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         rows = run_bench(
             args.suite, args.out, tasks=args.tasks, time_budget=args.time_budget, code_dir=args.code_dir,
-            force=args.force, init_timeout_s=args.init_timeout, command="python -m harness " + shlex.join(argv),
+            force=args.force, init_timeout_s=args.init_timeout, plan=args.plan, command="python -m harness " + shlex.join(argv),
         )
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -173,9 +173,10 @@ class Scheduler:
         """Fit allowance of the step's next round, or None if the round cannot fit in `available_s`.
 
         Features not yet cached and predictions on validation and test are paid first; a
-        time-sliced step (`round_s`) gets its allowance cut to what is left, as long as at
-        least half its nominal round is left (members stop at their deadline, mid-epoch if
-        need be); other steps need a full fit.
+        time-sliced step (`round_s`) gets its allowance cut to what is left (less the
+        set-up of a member's first round), as long as at least half its nominal round is
+        left (members stop at their deadline, mid-epoch if need be); other steps need a
+        full fit.
         """
         subset, _ = self._subset_indices(step)
         n_val = len(self.split_["val"])
@@ -188,8 +189,10 @@ class Scheduler:
         )
         left_s = available_s - fixed_s
         if step.get("round_s"):
+            # A member's first round also builds and traces its model: its prior fit cost.
+            setup_s = 0.0 if hasattr(member, "n_rounds_") else estimate["fit"]
             nominal_s = self._round_allowance_s(step)
-            allowance_s = min(nominal_s, left_s)
+            allowance_s = min(nominal_s, left_s - setup_s)
             return allowance_s if allowance_s >= 0.5 * nominal_s else None
         return estimate["fit"] if estimate["fit"] <= left_s else None
 
