@@ -11,19 +11,28 @@ from portfolio.neural import KerasMember
 def conv_block(x, filters: int):
     """3x3 convolution, batch norm, ReLU, then 2x2 max pooling ("same", so any size >= 1 works)."""
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.Activation("relu")(x)
     return layers.MaxPooling2D(2, padding="same")(x)
 
 
-def build_cnn(input_shape: tuple, n_classes: int, filters: tuple = (16, 32, 64, 128), dropout: float = 0.3):
+def build_cnn(
+    input_shape: tuple,
+    n_classes: int,
+    filters: tuple = (16, 32, 64, 128),
+    dropout: float = 0.3,
+    input_pool: tuple = (2, 1),
+):
     """Uncompiled CNN from (t, n_mels) log-mel patches to class probabilities.
 
-    One :func:`conv_block` per entry of ``filters``, global average pooling
+    Average pooling by ``input_pool`` (frames, bands) first, for speed; then
+    one :func:`conv_block` per entry of ``filters``, global average pooling
     (so any number of frames ``t`` works), dropout and a softmax layer.
     """
     inputs = keras.Input(shape=input_shape, name="log_mel")
     x = layers.Reshape((-1, input_shape[-1], 1))(inputs)
+    if tuple(input_pool) != (1, 1):
+        x = layers.AveragePooling2D(tuple(input_pool), padding="same")(x)
     for n_filters in filters:
         x = conv_block(x, n_filters)
     x = layers.GlobalAveragePooling2D()(x)
@@ -39,6 +48,7 @@ class CnnMember(KerasMember):
     _parameter_constraints = {
         "filters": (lambda v: len(v) > 0 and all(isinstance(f, int) and f > 0 for f in v), "a non-empty list of ints > 0"),
         "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "input_pool": (lambda v: len(v) == 2 and all(isinstance(p, int) and p > 0 for p in v), "two ints > 0"),
         "lr": (lambda v: v > 0, "> 0"),
         "batch_size": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
         "mixup_alpha": (lambda v: v >= 0, ">= 0"),
@@ -51,6 +61,7 @@ class CnnMember(KerasMember):
         self,
         filters=(16, 32, 64, 128),
         dropout=0.3,
+        input_pool=(2, 1),
         lr=1e-3,
         batch_size=32,
         spec_augment=True,
@@ -61,6 +72,7 @@ class CnnMember(KerasMember):
     ):
         self.filters = filters
         self.dropout = dropout
+        self.input_pool = input_pool
         self.lr = lr
         self.batch_size = batch_size
         self.spec_augment = spec_augment
@@ -74,4 +86,6 @@ class CnnMember(KerasMember):
         return {"name": "log_mel_frames", "params": {"max_s": self.max_s, "n_mels": self.n_mels}}
 
     def _build(self, input_shape: tuple, n_classes: int):
-        return build_cnn(input_shape, n_classes, filters=tuple(self.filters), dropout=self.dropout)
+        return build_cnn(
+            input_shape, n_classes, filters=tuple(self.filters), dropout=self.dropout, input_pool=tuple(self.input_pool)
+        )

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from portfolio.base import Member, check_fitted, normalize_proba
 
-MAX_EPOCHS_PER_ROUND = 1_000_000
+MIN_BATCHES_PER_FIT = 32
 PREDICT_BATCH = 256
 STD_FLOOR = 1e-3
 _TF_CONFIGURED = False
@@ -56,55 +56,42 @@ def spec_augment(X: np.ndarray, rng: np.random.Generator, *, max_frac: float = 0
     ``X`` is assumed standardized, so 0 is the mean.
     """
     b, t, d = X.shape
-    keep = ~_bands(rng, b, t, max_frac)[:, :, None] & ~_bands(rng, b, d, max_frac)[:, None, :]
-    return X * keep
+    X = X.copy()
+    X[_bands(rng, b, t, max_frac)] = 0.0
+    X.transpose(0, 2, 1)[_bands(rng, b, d, max_frac)] = 0.0
+    return X
 
 
 def mixup(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Mix each row of ``X`` and ``y`` with a random partner, weights drawn from Beta(alpha, alpha)."""
     lam = rng.beta(alpha, alpha, size=len(X)).astype(np.float32)
     partner = rng.permutation(len(X))
-    lam_x = lam.reshape((-1,) + (1,) * (X.ndim - 1))
-    return lam_x * X + (1 - lam_x) * X[partner], lam[:, None] * y + (1 - lam[:, None]) * y[partner]
-
-
-class AugmentedBatches(keras.utils.PyDataset):
-    """Shuffled mini-batches with optional SpecAugment masking and mixup, reshuffled every epoch."""
-
-    def __init__(self, X, y, batch_size, rng, spec_augment_on, mixup_alpha):
-        super().__init__()
-        self.X, self.y, self.batch_size, self.rng = X, y, batch_size, rng
-        self.spec_augment_on, self.mixup_alpha = spec_augment_on, mixup_alpha
-        self.order = rng.permutation(len(X))
-
-    def __len__(self):
-        return math.ceil(len(self.X) / self.batch_size)
-
-    def __getitem__(self, i):
-        rows = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
-        X, y = self.X[rows], self.y[rows]
-        if self.spec_augment_on:
-            X = spec_augment(X, self.rng)
-        if self.mixup_alpha > 0:
-            X, y = mixup(X, y, self.rng, self.mixup_alpha)
-        return X, y
-
-    def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.X))
+    mixed = []
+    for A in (X, y):
+        # lam * A + (1 - lam) * A[partner], with a single temporary array.
+        out = A[partner]
+        out -= A
+        out *= (1 - lam).reshape((-1,) + (1,) * (A.ndim - 1))
+        out += A
+        mixed.append(out)
+    return mixed[0], mixed[1]
 
 
 class DeadlineCallback(keras.callbacks.Callback):
     """Stop training after the batch during which a ``time.monotonic()`` deadline passes.
 
-    ``batch_s`` holds the seconds of every batch trained.
+    After ``fit``, ``batch_s`` holds the seconds of every batch it trained and
+    ``reached`` tells whether the deadline stopped it.
     """
 
     def __init__(self, deadline: float):
         super().__init__()
         self.deadline = deadline
+        self.batch_s, self.reached = [], False
 
     def on_train_begin(self, logs=None):
         self.batch_s = []
+        self.reached = False
 
     def on_train_batch_begin(self, batch, logs=None):
         self._batch_start = time.monotonic()
@@ -113,6 +100,7 @@ class DeadlineCallback(keras.callbacks.Callback):
         now = time.monotonic()
         self.batch_s.append(now - self._batch_start)
         if now >= self.deadline:
+            self.reached = True
             self.model.stop_training = True
 
 
@@ -121,10 +109,11 @@ class KerasMember(Member):
 
     The first round fixes per-feature standardization from its data, builds
     the model (``_build``) and compiles it with Adam; every round then trains
-    shuffled mini-batches (optionally SpecAugment-masked and mixed up) until
-    the allowance is spent, checked after every batch, so a round overruns by
-    at most one batch, plus graph tracing in the first round. At least one
-    batch is trained per round. ``n_epochs_`` counts epochs, fractional.
+    epochs of shuffled mini-batches, each epoch freshly SpecAugment-masked and
+    mixed up if enabled, until the allowance is spent. The deadline is checked
+    after every batch, so a round overruns by at most one batch, plus graph
+    tracing in the first round; at least one batch is trained per round.
+    ``n_epochs_`` counts epochs, fractional.
     Subclasses define hyperparameters ``lr``, ``batch_size``, ``spec_augment``,
     ``mixup_alpha``, ``seed``, plus ``feature_spec`` and ``_build``.
     """
@@ -156,18 +145,34 @@ class KerasMember(Member):
             self.n_rounds_ = 0
             self.n_epochs_ = 0.0
         rng = np.random.default_rng([self.seed, self.n_rounds_])
-        batches = AugmentedBatches(
-            self._inputs(X), np.asarray(y_onehot, dtype=np.float32), self.batch_size, rng,
-            self.spec_augment, self.mixup_alpha,
-        )
+        X, y = self._inputs(X), np.asarray(y_onehot, dtype=np.float32)
+        steps_per_epoch = math.ceil(len(X) / self.batch_size)
+        # Small data: several freshly augmented epochs per fit call, to amortize its setup.
+        epochs_per_fit = math.ceil(MIN_BATCHES_PER_FIT / steps_per_epoch)
         deadline = DeadlineCallback(start + time_allowance_s)
-        self.model_.fit(batches, epochs=MAX_EPOCHS_PER_ROUND, callbacks=[deadline], verbose=0)
-        self.n_epochs_ += len(deadline.batch_s) / len(batches)
+        batch_s = []
+        while not deadline.reached:
+            parts = [self._augmented(X, y, rng) for _ in range(epochs_per_fit)]
+            X_fit, y_fit = (np.concatenate(p) for p in zip(*parts)) if epochs_per_fit > 1 else parts[0]
+            self.model_.fit(
+                X_fit, y_fit, batch_size=self.batch_size, epochs=1, shuffle=True, callbacks=[deadline], verbose=0
+            )
+            batch_s += deadline.batch_s
+            self.n_epochs_ += min(len(deadline.batch_s) * self.batch_size, len(X_fit)) / len(X)
         self.n_rounds_ += 1
-        # One epoch at the typical batch speed; the first batch of a round carries tracing.
-        typical_s = float(np.median(deadline.batch_s[1:] or deadline.batch_s))
-        self._log_cost("fit", len(X), typical_s * len(batches))
+        # One epoch at the typical batch speed, leaving out the round's first batch (it may carry
+        # graph tracing); with no other batch, earlier measurements or the prior stand.
+        if len(batch_s) > 1:
+            self._log_cost("fit", len(X), float(np.median(batch_s[1:])) * steps_per_epoch)
         return self
+
+    def _augmented(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One epoch of training data, SpecAugment-masked and mixed up as configured."""
+        if self.spec_augment:
+            X = spec_augment(X, rng)
+        if self.mixup_alpha > 0:
+            X, y = mixup(X, y, rng, self.mixup_alpha)
+        return X, y
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probabilities [shape=(n, class_num)] from the softmax output."""
@@ -175,6 +180,9 @@ class KerasMember(Member):
         if len(X) == 0:
             return np.zeros((0, self.n_classes_))
         start = time.monotonic()
-        proba = self.model_.predict(self._inputs(X), batch_size=PREDICT_BATCH, verbose=0)
+        X = self._inputs(X)
+        proba = np.concatenate(
+            [self.model_.predict_on_batch(X[lo:lo + PREDICT_BATCH]) for lo in range(0, len(X), PREDICT_BATCH)]
+        )
         self._log_cost("predict", len(X), time.monotonic() - start)
         return normalize_proba(proba)
