@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_BUDGET ?= 90
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast submission clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,9 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
+
+submission: setup
+	$(PY) -m harness.submission --out dist/submission.zip
 
 clean:
 	rm -rf results/demo data/synth

@@ -1,0 +1,53 @@
+"""Side-by-side bench tables with the anchors."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.compare import comparison_table, main, read_anchors, read_bench
+from harness.errors import HarnessError
+
+ANCHORS = """# The bar
+| task | ALC (T = 300 s) | first prediction (s) | final 2·AUC−1 |
+|---|---:|---:|---:|
+| alpha | 0.500 | 4.0 | 0.600 |
+| beta | 0.300 | 3.1 | 0.400 |
+| **mean** | **0.400** | | |
+"""
+
+
+def write_bench(directory, rows):
+    directory.mkdir()
+    lines = ["task,alc,final_score,first_prediction_s,n_predictions,status,wall_s,peak_rss_mb,resumed,error"]
+    lines += [f"{task},{alc},{final},1.0,3,done,10,100,False," for task, alc, final in rows]
+    lines.append("mean,0.0,,,,,,,,")
+    (directory / "bench.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_comparison_table_means_cover_tasks_all_columns_have(tmp_path):
+    (tmp_path / "ANCHORS.md").write_text(ANCHORS)
+    write_bench(tmp_path / "full", [("alpha", 0.9, 0.95), ("beta", 0.7, 0.8), ("gamma", 0.1, 0.2)])
+    write_bench(tmp_path / "lin", [("alpha", 0.8, 0.85), ("beta", 0.6, 0.7)])
+    table = comparison_table(
+        {"full": read_bench(tmp_path / "full"), "lin": read_bench(tmp_path / "lin")}, read_anchors(tmp_path / "ANCHORS.md")
+    )
+    assert list(table.index) == ["alpha", "beta", "gamma", "mean"]
+    # gamma lacks anchor and lin values, so the means are over alpha and beta only.
+    assert table.loc["mean", "full ALC"] == pytest.approx(0.8)
+    assert table.loc["mean", "2019 winner ALC"] == pytest.approx(0.4)
+    assert table.loc["gamma", "full final"] == pytest.approx(0.2)
+
+
+def test_compare_cli_writes_markdown(tmp_path, capsys):
+    write_bench(tmp_path / "full", [("alpha", 0.9, 0.95)])
+    out = tmp_path / "cmp.md"
+    assert main([f"full={tmp_path / 'full'}", "--out", str(out)]) == 0
+    assert out.read_text().splitlines()[2] == "| alpha | 0.9000 | 0.9500 |"
+
+
+def test_compare_missing_bench_is_a_clear_error(tmp_path, capsys):
+    assert main([f"x={tmp_path / 'nope'}"]) == 2
+    assert "bench.csv: missing" in capsys.readouterr().err
+    with pytest.raises(HarnessError, match="no table rows"):
+        (tmp_path / "empty.md").write_text("# nothing\n")
+        read_anchors(tmp_path / "empty.md")
