@@ -44,9 +44,10 @@ class Member(BaseEstimator, metaclass=ABCMeta):
     counts its calls. Column ``j`` of :meth:`predict_proba` is class ``j`` of
     the one-hot labels, whether or not class ``j`` was in the training data.
 
-    Subclasses set ``_parameter_constraints`` (name -> (predicate, rule)) and
-    ``cost_prior_s`` (kind -> (fixed seconds, seconds per clip)), the
-    conservative cost guess used before any measurement.
+    Subclasses set ``_parameter_constraints`` (name -> (predicate, rule)),
+    checked at each ``partial_fit`` (front-end parameters are checked by the
+    front end), and ``cost_prior_s`` (kind -> (fixed seconds, seconds per
+    clip)), the conservative cost guess used before any measurement.
     """
 
     tags: dict = {"incremental": True, "needs_gpu": False}
@@ -96,7 +97,11 @@ class Member(BaseEstimator, metaclass=ABCMeta):
         """Check every hyperparameter against ``_parameter_constraints``."""
         for name, (is_valid, rule) in self._parameter_constraints.items():
             value = getattr(self, name)
-            if not is_valid(value):
+            try:
+                valid = bool(is_valid(value))
+            except (TypeError, ValueError):
+                valid = False
+            if not valid:
                 raise MemberError(f"{name} must be {rule}, got {value!r}")
 
     def _check_training_data(self, X: np.ndarray, y_onehot: np.ndarray, time_allowance_s: float) -> np.ndarray:

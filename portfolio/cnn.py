@@ -9,7 +9,11 @@ from portfolio.neural import KerasMember
 
 
 def conv_block(x, filters: int):
-    """3x3 convolution, batch norm, ReLU, then 2x2 max pooling ("same", so any size >= 1 works)."""
+    """3x3 convolution, batch norm, ReLU, then 2x2 max pooling ("same", so any size >= 1 works).
+
+    Batch-norm momentum 0.9 (not 0.99) lets its inference statistics settle
+    within tens of batches, so the first short rounds already predict well.
+    """
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.Activation("relu")(x)
@@ -42,18 +46,22 @@ def build_cnn(
 
 
 class CnnMember(KerasMember):
-    """2-D CNN on per-band standardized log-mel frames, with SpecAugment and mixup."""
+    """2-D CNN on per-band standardized log-mel frames, optionally with SpecAugment and mixup.
+
+    Both augmentations default to off: on RAVDESS emotion (1152 training clips,
+    2 busy cores) either one lowered validation 2AUC-1 over the first 60 s.
+    """
 
     tags = {"incremental": True, "needs_gpu": False}
     _parameter_constraints = {
-        "filters": (lambda v: len(v) > 0 and all(isinstance(f, int) and f > 0 for f in v), "a non-empty list of ints > 0"),
+        "filters": (
+            lambda v: len(v) > 0 and all(isinstance(f, int) and f > 0 for f in v), "a non-empty list of ints > 0"
+        ),
         "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
         "input_pool": (lambda v: len(v) == 2 and all(isinstance(p, int) and p > 0 for p in v), "two ints > 0"),
         "lr": (lambda v: v > 0, "> 0"),
         "batch_size": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
         "mixup_alpha": (lambda v: v >= 0, ">= 0"),
-        "max_s": (lambda v: v >= 0.032, ">= 0.032"),
-        "n_mels": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
     }
     cost_prior_s = {"fit": (6.0, 2e-2), "predict": (1.0, 4e-3)}
 
@@ -64,8 +72,8 @@ class CnnMember(KerasMember):
         input_pool=(2, 1),
         lr=1e-3,
         batch_size=32,
-        spec_augment=True,
-        mixup_alpha=0.2,
+        spec_augment=False,
+        mixup_alpha=0.0,
         max_s=3.0,
         n_mels=64,
         seed=0,

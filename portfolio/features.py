@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import numbers
+import os
 import time
 from collections.abc import Sequence
 
@@ -25,11 +27,18 @@ from threadpoolctl import threadpool_limits
 MODES = ("tile", "pad")
 OFFSETS = ("start", "center", "random")
 CHUNK_CLIPS = 32
-N_JOBS = 2
 LOG_FLOOR = 1e-6
-LOG_MEL_PARAMS = (
-    "sr", "n_mels", "n_fft", "hop_length", "max_s", "offset", "mode", "normalize", "rng",
-)
+LOG_MEL_PARAMS = ("sr", "n_mels", "n_fft", "hop_length", "max_s", "offset", "mode", "normalize", "rng")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# Threads over chunks of clips: 2 threads run 1.6-1.9x faster than 1 on 2 cores
+# (docs/features_speed.md); more threads than cores run slower.
+N_JOBS = usable_cores()
 
 
 class FrontendError(ValueError):
@@ -39,6 +48,16 @@ class FrontendError(ValueError):
 def _check(ok: bool, param: str, rule: str, value) -> None:
     if not ok:
         raise FrontendError(f"{param} must be {rule}, got {value!r}")
+
+
+def _check_positive_int(value, param: str, minimum: int = 1) -> None:
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+    _check(ok, param, f"an int > {minimum - 1}", value)
+
+
+def _check_crop(mode: str, offset: str) -> None:
+    _check(mode in MODES, "mode", f"one of {MODES}", mode)
+    _check(offset in OFFSETS, "offset", f"one of {OFFSETS}", offset)
 
 
 def fix_length(
@@ -64,9 +83,8 @@ def fix_length(
     -------
     np.ndarray [shape=(n_samples,), dtype=float32]
     """
-    _check(isinstance(n_samples, (int, np.integer)) and n_samples > 0, "n_samples", "an int > 0", n_samples)
-    _check(mode in MODES, "mode", f"one of {MODES}", mode)
-    _check(offset in OFFSETS, "offset", f"one of {OFFSETS}", offset)
+    _check_positive_int(n_samples, "n_samples")
+    _check_crop(mode, offset)
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
     m = wave.shape[0]
     if m > n_samples:
@@ -159,7 +177,9 @@ def log_mel(
     (:func:`fix_length`), peak-normalized to max |x| = 1 unless silent
     (``normalize=True``), framed without centering, Hann-windowed and mapped
     through librosa's Slaney mel filter bank; the result is ``log(S + 1e-6)``.
-    Clips are processed in chunks of ``CHUNK_CLIPS`` on ``n_jobs`` threads.
+    ``rng`` (a generator or an int seed) draws the crops of ``offset="random"``.
+    Clips are processed in chunks of ``CHUNK_CLIPS`` on ``n_jobs`` threads,
+    with one BLAS thread each.
 
     Returns
     -------
@@ -167,11 +187,12 @@ def log_mel(
         ``t = 1 + (round(max_s * sr) - n_fft) // hop_length``; a transposed
         view of a C-contiguous (n, t, n_mels) array.
     """
-    _check(isinstance(sr, (int, np.integer)) and sr > 0, "sr", "an int > 0", sr)
-    _check(isinstance(n_fft, (int, np.integer)) and n_fft > 1, "n_fft", "an int > 1", n_fft)
-    _check(isinstance(hop_length, (int, np.integer)) and hop_length > 0, "hop_length", "an int > 0", hop_length)
-    _check(isinstance(n_mels, (int, np.integer)) and n_mels > 0, "n_mels", "an int > 0", n_mels)
-    _check(isinstance(max_s, (int, float)) and max_s * sr >= n_fft, "max_s", f">= n_fft / sr = {n_fft / sr:g}", max_s)
+    _check_positive_int(sr, "sr")
+    _check_positive_int(n_fft, "n_fft", minimum=2)
+    _check_positive_int(hop_length, "hop_length")
+    _check_positive_int(n_mels, "n_mels")
+    _check(isinstance(max_s, numbers.Real) and max_s * sr >= n_fft, "max_s", f">= n_fft / sr = {n_fft / sr:g}", max_s)
+    _check_crop(mode, offset)
     n_samples = int(round(max_s * sr))
     # One seed per clip, drawn up front, keeps random crops independent of thread timing.
     seeds = np.random.default_rng(rng).integers(2**31, size=len(waves)) if offset == "random" else [None] * len(waves)
@@ -206,7 +227,8 @@ def mfcc(S_log_mel: np.ndarray, *, n_mfcc: int = 20) -> np.ndarray:
         librosa's ``mfcc`` up to a constant factor, since librosa uses dB.
     """
     n_mels = S_log_mel.shape[-2]
-    _check(isinstance(n_mfcc, (int, np.integer)) and 0 < n_mfcc <= n_mels, "n_mfcc", f"an int in [1, n_mels={n_mels}]", n_mfcc)
+    ok = isinstance(n_mfcc, numbers.Integral) and 0 < n_mfcc <= n_mels
+    _check(ok, "n_mfcc", f"an int in [1, n_mels={n_mels}]", n_mfcc)
     coeffs = scipy.fft.dct(S_log_mel, type=2, norm="ortho", axis=-2)
     return coeffs[..., :n_mfcc, :].astype(np.float32, copy=False)
 
@@ -305,7 +327,8 @@ def _defaults(fn, names) -> dict:
 def _split_params(name: str, params: dict) -> tuple[dict, dict]:
     """Split ``params`` into (log-mel params, the feature's own params), defaults filled in."""
     _check(name in FEATURES, "name", f"one of {sorted(FEATURES)}", name)
-    own_names = [k for k in inspect.signature(FEATURES[name]).parameters if k not in ("waves", "S", "n_jobs", "log_mel_params")]
+    not_params = ("waves", "S", "n_jobs", "log_mel_params")
+    own_names = [k for k in inspect.signature(FEATURES[name]).parameters if k not in not_params]
     unknown = sorted(set(params) - set(own_names) - set(LOG_MEL_PARAMS))
     _check(not unknown, f"params of {name}", f"among {sorted(own_names + list(LOG_MEL_PARAMS))}", unknown)
     log_mel_params = _defaults(log_mel, LOG_MEL_PARAMS) | {k: v for k, v in params.items() if k in LOG_MEL_PARAMS}
@@ -329,8 +352,9 @@ class FeatureCache:
     The log-mel behind a feature is cached too, keyed by its own parameters,
     so features of different names over the same log-mel share its cost.
     Keys hold params with defaults filled in, as canonical JSON, so params must
-    be JSON-able (``rng`` an int seed). ``seconds`` maps every key to the time
-    spent computing it.
+    be JSON-able (``rng`` an int seed). Cached arrays are read-only, since
+    features may share memory with their log-mel. ``seconds`` maps every key
+    to the time spent computing it.
     """
 
     def __init__(self):
@@ -340,7 +364,9 @@ class FeatureCache:
     def _get(self, key: tuple, compute) -> np.ndarray:
         if key not in self.arrays:
             start = time.monotonic()
-            self.arrays[key] = compute()
+            array = compute()
+            array.flags.writeable = False
+            self.arrays[key] = array
             self.seconds[key] = time.monotonic() - start
         return self.arrays[key]
 

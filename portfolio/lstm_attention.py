@@ -56,9 +56,6 @@ class LstmAttentionMember(KerasMember):
         "lr": (lambda v: v > 0, "> 0"),
         "batch_size": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
         "mixup_alpha": (lambda v: v >= 0, ">= 0"),
-        "max_s": (lambda v: v >= 0.032, ">= 0.032"),
-        "n_mels": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
-        "n_mfcc": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
     }
     cost_prior_s = {"fit": (6.0, 2e-2), "predict": (1.0, 4e-3)}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from abc import abstractmethod
 
@@ -12,16 +11,12 @@ import numpy as np
 import tensorflow as tf
 
 from portfolio.base import Member, check_fitted, normalize_proba
+from portfolio.features import usable_cores
 
 MIN_BATCHES_PER_FIT = 32
 PREDICT_BATCH = 256
 STD_FLOOR = 1e-3
 _TF_CONFIGURED = False
-
-
-def usable_cores() -> int:
-    """Cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def configure_tensorflow(n_threads: int | None = None) -> None:
@@ -75,6 +70,19 @@ def mixup(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, alpha: float) 
         out += A
         mixed.append(out)
     return mixed[0], mixed[1]
+
+
+def batched(X: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator) -> tf.data.Dataset:
+    """Shuffled mini-batches of (X, y) as a dataset without tf.data autotuning.
+
+    Keras's own pipeline for arrays autotunes, and tearing it down after a full
+    epoch can stall for seconds with the CPU idle; this one tears down at once.
+    """
+    order = rng.permutation(len(X))
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    dataset = tf.data.Dataset.from_tensor_slices((X[order], y[order])).batch(batch_size).prefetch(2)
+    return dataset.with_options(options)
 
 
 class DeadlineCallback(keras.callbacks.Callback):
@@ -139,7 +147,7 @@ class KerasMember(Member):
             self.std_ = np.maximum(X32.std(axis=(0, 1)), STD_FLOOR)
             self.n_classes_ = y_onehot.shape[1]
             self.n_features_in_ = X.shape[-1]
-            keras.utils.set_random_seed(self.seed)
+            keras.utils.set_random_seed(self.seed)  # seeds Python's, NumPy's and TensorFlow's global generators
             self.model_ = self._build((None, X.shape[-1]), self.n_classes_)
             self.model_.compile(optimizer=keras.optimizers.Adam(self.lr), loss="categorical_crossentropy")
             self.n_rounds_ = 0
@@ -154,9 +162,8 @@ class KerasMember(Member):
         while not deadline.reached:
             parts = [self._augmented(X, y, rng) for _ in range(epochs_per_fit)]
             X_fit, y_fit = (np.concatenate(p) for p in zip(*parts)) if epochs_per_fit > 1 else parts[0]
-            self.model_.fit(
-                X_fit, y_fit, batch_size=self.batch_size, epochs=1, shuffle=True, callbacks=[deadline], verbose=0
-            )
+            dataset = batched(X_fit, y_fit, self.batch_size, rng)  # already shuffled
+            self.model_.fit(dataset, epochs=1, shuffle=False, callbacks=[deadline], verbose=0)
             batch_s += deadline.batch_s
             self.n_epochs_ += min(len(deadline.batch_s) * self.batch_size, len(X_fit)) / len(X)
         self.n_rounds_ += 1

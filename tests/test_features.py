@@ -184,6 +184,7 @@ def test_feature_cache_computes_each_log_mel_once():
     assert cache.get("log_mel_stats", {"max_s": 0.2, "n_mfcc": 20}, waves, "test") is stats
     frames = cache.get("log_mel_frames", {"max_s": 0.2}, waves, "test")
     assert [key[0] for key in cache.arrays] == ["log_mel", "log_mel_stats", "log_mel_frames"]
+    assert not frames.flags.writeable and not stats.flags.writeable
     assert set(cache.seconds) == set(cache.arrays)
     np.testing.assert_array_equal(stats, compute_features("log_mel_stats", {"max_s": 0.2}, waves))
     np.testing.assert_array_equal(frames, compute_features("log_mel_frames", {"max_s": 0.2}, waves))

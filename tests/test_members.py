@@ -62,7 +62,8 @@ def check_member_contract(name, params):
     member = make_member(name, params)
     assert isinstance(member, Member)
     assert json.dumps(member.get_params()) and member.get_params() == clone(member).get_params()
-    with pytest.raises(NotFittedError, match=f"This {type(member).__name__} instance is not fitted yet; call 'partial_fit'"):
+    not_fitted = f"This {type(member).__name__} instance is not fitted yet; call 'partial_fit' before 'predict_proba'"
+    with pytest.raises(NotFittedError, match=not_fitted):
         member.predict_proba(np.zeros((1, 1)))
     prior = member.estimate_cost_s(100, 50)
     assert member.estimate_cost_s(2000, 1000)["fit"] > prior["fit"] > 0 and prior["predict"] > 0
@@ -71,8 +72,9 @@ def check_member_contract(name, params):
     X, X_test = features(member, waves), features(member, test)
     assert member.partial_fit(X, y_onehot, ALLOWANCE_S) is member
     check_predictions(member.predict_proba(X_test), len(test), 60)
+    model = member.model_
     member.partial_fit(X, y_onehot, ALLOWANCE_S)
-    assert member.n_rounds_ == 2
+    assert member.n_rounds_ == 2 and member.model_ is model  # resumed, not rebuilt
     check_predictions(member.predict_proba(X_test), len(test), 60)
     cost = member.estimate_cost_s(len(X), len(X_test))
     assert set(cost) == {"fit", "predict"} and all(isinstance(s, float) and s > 0 for s in cost.values())
