@@ -39,7 +39,15 @@ def imported_project_files(root: Path = PROJECT_DIR) -> list[Path]:
     if done.returncode != 0:
         raise HarnessError(f"importing {root / 'model.py'} failed:\n{done.stderr[-2000:]}")
     files = (Path(f).resolve() for f in json.loads(done.stdout.strip().splitlines()[-1]) if f)
-    return sorted(f for f in files if f.is_relative_to(root) and f.suffix == ".py")
+    return sorted(f for f in files if f.suffix == ".py" and _is_project_file(f, root))
+
+
+def _is_project_file(path: Path, root: Path) -> bool:
+    """Inside the project, but not in a virtual environment or hidden folder kept there."""
+    if not path.is_relative_to(root):
+        return False
+    parts = path.relative_to(root).parts
+    return not any(part.startswith(".") or part == "site-packages" for part in parts)
 
 
 def submission_files(root: Path = PROJECT_DIR) -> list[Path]:

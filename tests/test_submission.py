@@ -51,7 +51,8 @@ def test_submission_zip_holds_model_modules_and_data_only(unpacked_submission):
     out, files, _ = unpacked_submission
     assert "model.py" in files and "meta_db.json" in files and "portfolio/plans/default.json" in files
     assert "portfolio/scheduler.py" in files and "metafeatures/__init__.py" in files
-    assert not any(f.startswith(("tests/", "data/", "results/", "docs/")) for f in files)
+    assert not any(f.startswith(("tests/", "data/", "results/", "docs/", ".")) for f in files)
+    assert not any("site-packages" in f for f in files)
     assert "harness/ingestion.py" not in files  # the platform brings its own ingestion
 
 
