@@ -10,6 +10,7 @@ budget, so the ingestion never has to kill a call.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ class Scheduler:
         self.done_training = False
         self.cache = FeatureCache()
         self.feature_rates = {}  # front-end name -> measured seconds per audio second
-        self._computed = set()  # (front-end name, subset) already in the cache
+        self._computed = set()  # feature keys (see _feature_key) already in the cache
         self.step_index = 0
         self.step_rounds = 0
         self.step_stale_rounds = 0
@@ -144,22 +145,30 @@ class Scheduler:
         picked = class_balanced_subset(self.y[train_idx], cap, self.seed)
         return f"train_cap{cap}", train_idx[picked]
 
-    def _features(self, member, subset: str, waves: list) -> np.ndarray:
+    @staticmethod
+    def _feature_key(member, subset: str) -> tuple:
+        """Which cached feature matrix a member needs for a subset: front end, its params, subset."""
         spec = member.feature_spec()
-        cached = (spec["name"], subset) in self._computed
+        return spec["name"], json.dumps(spec["params"], sort_keys=True), subset
+
+    def _features(self, member, subset: str, waves: list) -> np.ndarray:
+        """The member's features of `waves` (cached), measuring the front end's speed when computed."""
+        spec = member.feature_spec()
+        key = self._feature_key(member, subset)
         start = time.monotonic()
         X = self.cache.get(spec["name"], spec["params"], waves, subset)
-        if not cached:
-            self._computed.add((spec["name"], subset))
+        if key not in self._computed:
+            self._computed.add(key)
             audio_s = len(waves) * spec["params"].get("max_s", 3.0)
             rate = (time.monotonic() - start) / max(audio_s, 1e-3)
             self.feature_rates[spec["name"]] = max(rate, self.feature_rates.get(spec["name"], 0.0) * 0.5)
         return X
 
     def _feature_cost_s(self, member, subset: str, n_clips: int) -> float:
-        spec = member.feature_spec()
-        if (spec["name"], subset) in self._computed:
+        """Seconds to compute the member's features of a subset; 0 once cached."""
+        if self._feature_key(member, subset) in self._computed:
             return 0.0
+        spec = member.feature_spec()
         rate = self.feature_rates.get(spec["name"], PRIOR_FEATURE_S_PER_AUDIO_S)
         return n_clips * spec["params"].get("max_s", 3.0) * rate
 

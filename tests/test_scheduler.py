@@ -137,3 +137,14 @@ def test_class_balanced_subset_caps_each_class():
     y = np.repeat([0, 1, 2], [50, 3, 20])
     picked = class_balanced_subset(y, 10, seed=0)
     assert np.bincount(y[picked]).tolist() == [10, 3, 10]
+
+
+def test_scheduler_costs_features_of_each_front_end_setting_separately():
+    meta, x_train, y_train, x_test, _ = tone_task()
+    scheduler = Scheduler(meta, {"steps": [{"member": "noisy"}]}, members={"noisy": NoisyCentroidMember})
+    scheduler._prepare(x_train, y_train)
+    short, long = NoisyCentroidMember(), NoisyCentroidMember()
+    long.feature_spec = lambda: {"name": "log_mel_stats", "params": {"max_s": 0.5, "n_mels": 16, "n_mfcc": 8}}
+    scheduler._features(short, "train", x_train)
+    assert scheduler._feature_cost_s(short, "train", len(x_train)) == 0.0
+    assert scheduler._feature_cost_s(long, "train", len(x_train)) > 0.0
