@@ -5,7 +5,8 @@ it computes the dataset's meta-features, picks a plan from the nearest practice 
 in `meta_db.json` (or the default plan, with the reason logged), and hands the rounds to
 `portfolio.scheduler.Scheduler`. Everything that needs no data (imports, TensorFlow
 threads, feature-code warm-up) happens in `__init__`, which the platform does not charge.
-Setting AUTOSPEECH_PLAN to a plan file skips selection (the offline build uses this).
+Setting AUTOSPEECH_PLAN to a plan file skips selection (the offline build uses this);
+AUTOSPEECH_META_DB points selection at another database (leave-one-dataset-out uses this).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class Model:
             LOG.info("plan %s forced by AUTOSPEECH_PLAN", self.default_plan.get("name"))
             return self.default_plan
         metafeatures = compute_metafeatures(x_train, y_train, self.metadata)
-        plan, info = choose_plan_or_default(metafeatures, META_DB_PATH, self.default_plan, members=MEMBERS)
+        db_path = os.environ.get("AUTOSPEECH_META_DB", META_DB_PATH)
+        plan, info = choose_plan_or_default(metafeatures, db_path, self.default_plan, members=MEMBERS)
         LOG.info("plan %s: %s (neighbours %s)", plan.get("name"), info.get("reason"), info.get("neighbours"))
         return plan
 
