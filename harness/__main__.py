@@ -1,11 +1,11 @@
-"""Command line of the harness: `python -m harness {run,score,bench} --help`."""
+"""Command line of the harness: `python -m harness {run,score,bench,lodo} --help`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from harness import bench
+from harness import bench, lodo
 from harness.errors import HarnessError
 from harness.evaluate import run_and_score, score_out_dir, summary_line
 
@@ -32,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
             "writes <out>/<task>/, bench.md, bench.csv and learning_curves.png after every task.",
         )
     )
+    lodo.add_arguments(
+        commands.add_parser(
+            "lodo", help="leave-one-dataset-out: meta-selected plan vs fixed choices on each held-out task",
+            description="Hold out each suite task's source from the meta-database, run (or --simulate) the "
+            "meta-selected plan and compare it with the single best fixed plan, the oracle, random plans and "
+            "linear alone; writes <out>/<task>/, lodo.md, lodo.csv and lodo.png after every task.",
+        )
+    )
     return parser
 
 
@@ -40,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":
         return bench.main(args, argv)
+    if args.command == "lodo":
+        return lodo.main(args, argv)
     try:
         if args.command == "run":
             result = run_and_score(
