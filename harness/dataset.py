@@ -61,17 +61,23 @@ def solution_path(data_dir: Path) -> Path:
     return data_dir.parent / (data_dir.name[: -len(".data")] + ".solution")
 
 
+def read_json_object(path: Path, what: str = "a JSON object") -> dict:
+    """Load a JSON file that must hold an object; DatasetError names the file otherwise."""
+    try:
+        obj = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{path}: must hold {what}, got {type(obj).__name__}")
+    return obj
+
+
 def read_meta(data_dir: Path) -> dict:
     """Load and check meta.json (required keys, positive integers)."""
     path = data_dir / "meta.json"
     if not path.is_file():
         raise DatasetError(f"{path}: missing meta.json")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(meta, dict):
-        raise DatasetError(f"{path}: must hold a JSON object, got {type(meta).__name__}")
+    meta = read_json_object(path)
     missing = [key for key in REQUIRED_META_KEYS if key not in meta]
     if missing:
         raise DatasetError(f"{path}: missing keys {missing}")

@@ -36,7 +36,7 @@ import soundfile
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from harness.dataset import atomic_write_json, check_clip, solution_path, write_dataset
+from harness.dataset import atomic_write_json, check_clip, read_json_object, solution_path, write_dataset
 from harness.errors import DatasetError
 
 SUITE_VERSION = 1  # bump when the build changes what a dataset holds for the same inputs
@@ -89,12 +89,7 @@ def discover_tasks(corpora: str | Path) -> list[TaskSpec]:
     specs = []
     for tasks_path in sorted(corpora.glob("*/tasks.json")):
         source_dir = tasks_path.parent
-        try:
-            tasks = json.loads(tasks_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise DatasetError(f"{tasks_path}: not valid JSON ({error})") from error
-        if not isinstance(tasks, dict):
-            raise DatasetError(f"{tasks_path}: must hold a JSON object of tasks, got {type(tasks).__name__}")
+        tasks = read_json_object(tasks_path, "a JSON object of tasks")
         for name, task in tasks.items():
             if not isinstance(task, dict) or "label" not in task:
                 raise DatasetError(f"{tasks_path}: task {name!r} must be an object with a 'label' column")
