@@ -112,6 +112,7 @@ class Scheduler:
         self.step_index = 0
         self.step_rounds = 0
         self.step_stale_rounds = 0
+        self.step_best_score = -np.inf  # best validation score of the current step's member
         self.step_member = None
         self.pending: Round | None = None
         self.rounds: list[Round] = []  # the ensemble pool: best rounds by validation, with test probabilities
@@ -221,6 +222,7 @@ class Scheduler:
         self.step_index += 1
         self.step_rounds = 0
         self.step_stale_rounds = 0
+        self.step_best_score = -np.inf
         self.step_member = None
 
     def _current_step(self, remaining_s: float):
@@ -262,9 +264,8 @@ class Scheduler:
         label = f"step{self.step_index}:{step['member']}#{self.step_rounds}"
         self.pending = Round(label, val_proba, score, member, step)
         self.step_rounds += 1
-        improved_member = score > getattr(member, "best_val_score_", -np.inf)
-        member.best_val_score_ = max(score, getattr(member, "best_val_score_", -np.inf))
-        self.step_stale_rounds = 0 if improved_member else self.step_stale_rounds + 1
+        self.step_stale_rounds = 0 if score > self.step_best_score else self.step_stale_rounds + 1
+        self.step_best_score = max(score, self.step_best_score)
         LOG.info("%s: validation 2AUC-1 %.4f (best so far %.4f)", label, score, self.best_score)
 
     def test(self, test_x: list, remaining_s: float) -> np.ndarray:
