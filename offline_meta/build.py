@@ -270,8 +270,10 @@ def build(
         atomic_write_json(plan_paths[config["config_id"]], config["plan"])
     summary = BuildSummary()
     job_list = []
-    for name, data_dir in datasets.items():
-        for config in configs:
+    # Config-major order: a build stopped part-way leaves whole configurations, which
+    # selection and simulation can use, rather than whole datasets, which they cannot.
+    for config in configs:
+        for name, data_dir in datasets.items():
             if run_key(name, config["config_id"], time_budget) in builder.done:
                 summary.skipped += 1
                 continue
