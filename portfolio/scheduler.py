@@ -20,6 +20,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.scoring import normalized_auc
 from portfolio.features import FeatureCache
+from portfolio.input_audit import audit_clips, audit_labels, audit_test_lengths
 from portfolio.plans import check_plan
 from portfolio.registry import MEMBERS
 
@@ -120,6 +121,7 @@ class Scheduler:
         self.best_score = -np.inf
         self.best_prediction = None
         self.split_ = None
+        self.test_audited = False
 
     # ------------------------------------------------------------------ data views
 
@@ -133,8 +135,11 @@ class Scheduler:
         )
         self.split_ = {"train": train_idx, "val": val_idx}
         self.y_val_onehot = np.eye(self.class_num)[self.y[val_idx]]
-        durations_s = np.array([len(wave) for wave in x_train]) / SR
+        durations_s = np.array([np.size(wave) for wave in x_train]) / SR
         self.duration_cap_s = max(0.5, float(np.ceil(np.percentile(durations_s, 95) * 10) / 10))
+        self.train_max_s = float(durations_s.max())
+        for finding in audit_clips(x_train, "training", seed=self.seed) + audit_labels(y_train):
+            LOG.warning("input: %s", finding)
         LOG.info("split: %d train, %d validation clips", len(train_idx), len(val_idx))
 
     def _subset_indices(self, step: dict) -> tuple[str, np.ndarray]:
@@ -270,6 +275,11 @@ class Scheduler:
 
     def test(self, test_x: list, remaining_s: float) -> np.ndarray:
         """The best prediction so far, refreshed when the last round lifts the ensemble's validation."""
+        if not self.test_audited and self.split_ is not None:
+            self.test_audited = True
+            lengths = np.array([np.size(wave) for wave in test_x])
+            for finding in audit_clips(test_x, "test", seed=self.seed) + audit_test_lengths(lengths, self.train_max_s):
+                LOG.warning("input: %s", finding)
         candidate, self.pending = self.pending, None
         if candidate is None:
             return self._fallback(len(test_x))
