@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from harness.compare import comparison_table, main, read_anchors, read_bench
+from harness.dataset import atomic_write_json
 from harness.errors import HarnessError
+from offline_meta.db import new_db
 
 ANCHORS = """# The bar
 | task | ALC (T = 300 s) | first prediction (s) | final 2·AUC−1 |
@@ -51,3 +53,19 @@ def test_compare_missing_bench_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(HarnessError, match="no table rows"):
         (tmp_path / "empty.md").write_text("# nothing\n")
         read_anchors(tmp_path / "empty.md")
+
+
+def test_compare_reads_one_configuration_of_a_meta_database(tmp_path, capsys):
+    db = new_db() | {"time_budget": 300.0}
+    run = {"config_id": "x", "seed": 0, "status": "ok", "first_prediction_s": 1.0}
+    db["runs"] = [
+        run | {"dataset": "alpha", "config_name": "cnn", "time_budget": 300.0, "alc": 0.7, "final_score": 0.8},
+        run | {"dataset": "alpha", "config_name": "cnn", "time_budget": 60.0, "alc": 0.1, "final_score": 0.2},
+        run | {"dataset": "alpha", "config_name": "lstm", "time_budget": 300.0, "alc": 0.5, "final_score": 0.6},
+    ]
+    atomic_write_json(tmp_path / "meta_db.json", db)
+    write_bench(tmp_path / "full", [("alpha", 0.9, 0.95)])
+    assert main([f"full={tmp_path / 'full'}", f"cnn={tmp_path / 'meta_db.json'}:cnn"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "| alpha | 0.9000 | 0.9500 | 0.7000 | 0.8000 |"
+    assert main([f"svm={tmp_path / 'meta_db.json'}:svm"]) == 2
+    assert "no run of configuration 'svm' at 300.0 s; it has ['cnn', 'lstm']" in capsys.readouterr().err
