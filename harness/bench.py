@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from harness.dataset import atomic_write_bytes, read_meta, resolve_data_dir
+from harness.dataset import atomic_write_bytes, atomic_write_json, read_meta, resolve_data_dir
 from harness.errors import HarnessError
 from harness.evaluate import run_and_score, summary_line
 from harness.scoring import plot_learning_curves
@@ -165,17 +165,22 @@ def run_bench(
     force: bool = False,
     init_timeout_s: float | None = None,
     plan: str | Path | None = None,
+    members: list[str] | None = None,
     command: str | None = None,
     log=print,
 ) -> list[dict]:
     """Run and score `code_dir/model.py` on each task of `suite`; return the table rows.
 
-    `plan` (a plan file) is handed to the model as AUTOSPEECH_PLAN, e.g. to bench one member alone.
+    `plan` (a plan file) is handed to the model as AUTOSPEECH_PLAN; with `members`, only
+    those members' steps of it (of the default plan if `plan` is None), e.g. to bench the
+    linear member alone. The plan actually run is then written to `out/plan.json`.
     """
     suite, out, code_dir = Path(suite), Path(out), Path(code_dir).resolve()
-    model_env = {"AUTOSPEECH_PLAN": str(Path(plan).resolve())} if plan else None
     names = suite_tasks(suite, tasks)
     out.mkdir(parents=True, exist_ok=True)
+    if members:
+        plan = write_member_plan(plan, members, out / "plan.json")
+    model_env = {"AUTOSPEECH_PLAN": str(Path(plan).resolve())} if plan else None
     header = {
         "command": command or f"python -m harness bench --suite {suite} --out {out}",
         "machine": machine_line(),
@@ -217,6 +222,19 @@ def run_bench(
     return rows
 
 
+def write_member_plan(plan: str | Path | None, members: list[str], path: Path) -> Path:
+    """Write the steps of `members` in `plan` (default: the default plan) to `path`, as a plan file."""
+    from portfolio.plans import PlanError, default_plan_path, keep_members
+
+    source = Path(plan) if plan else default_plan_path()
+    try:
+        derived = keep_members(json.loads(source.read_text()), members, where=str(source))
+    except (OSError, json.JSONDecodeError, PlanError) as error:
+        raise HarnessError(f"cannot derive a plan of {members} from {source}: {error}") from error
+    atomic_write_json(path, derived)
+    return path
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `python -m harness bench`."""
     parser.add_argument("--suite", default="data/suite", help="suite root with one <task>/ folder per dataset (default: data/suite)")
@@ -227,6 +245,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory: <task>/ runs, bench.md, bench.csv, learning_curves.png")
     parser.add_argument("--force", action="store_true", help="rerun tasks that already have a result for this budget and code dir")
     parser.add_argument("--plan", default=None, help="plan file handed to model.py as AUTOSPEECH_PLAN (default: its own choice)")
+    parser.add_argument(
+        "--members", nargs="+", metavar="NAME",
+        help="run only these members' steps of --plan (default: of the default plan), e.g. --members linear",
+    )
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
@@ -234,7 +256,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         rows = run_bench(
             args.suite, args.out, tasks=args.tasks, time_budget=args.time_budget, code_dir=args.code_dir,
-            force=args.force, init_timeout_s=args.init_timeout, plan=args.plan, command="python -m harness " + shlex.join(argv),
+            force=args.force, init_timeout_s=args.init_timeout, plan=args.plan, members=args.members, command="python -m harness " + shlex.join(argv),
         )
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)

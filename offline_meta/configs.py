@@ -7,10 +7,11 @@ Each entry of the list is one of
     {"name": str, "plan_file": path, "steps": [<step>...]}  # the file's plan-wide settings, these steps
     {"name": str, "plan_file": path, "each_step": true}     # one one-step plan per step of the file,
                                                             # named "<name>/<index>-<member>"
+    {"name": str, "plan_file": path, "members": [str...]}   # the file's plan, only these members' steps
 
 A one-step plan runs a single member in isolation (what the portfolio simulation
 composes); a longer plan is run for real so the simulation can be checked against it.
-`each_step` keeps the solo runs in step with a plan file that others edit. The build
+`each_step` and `members` keep derived runs in step with a plan file that others edit. The build
 stores the plans themselves, so a database never depends on files that change later.
 """
 
@@ -20,7 +21,7 @@ import json
 from pathlib import Path
 
 from offline_meta.db import config_id
-from portfolio.plans import PlanError, check_plan
+from portfolio.plans import PlanError, check_plan, keep_members
 
 
 class ConfigError(ValueError):
@@ -33,12 +34,12 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
         raise ConfigError(f"{where} must be an object with a non-empty string name, got {entry!r}")
     where = f"{path}: configuration {entry['name']!r}"
-    unknown = set(entry) - {"name", "plan", "plan_file", "steps", "each_step"}
+    unknown = set(entry) - {"name", "plan", "plan_file", "steps", "each_step", "members"}
     if unknown or ("plan" in entry) == ("plan_file" in entry):
         raise ConfigError(f"{where} must have a name and exactly one of plan, plan_file; got keys {sorted(entry)}")
     if "plan" in entry:
-        if {"steps", "each_step"} & set(entry):
-            raise ConfigError(f"{where}: steps and each_step go with plan_file, not plan")
+        if {"steps", "each_step", "members"} & set(entry):
+            raise ConfigError(f"{where}: steps, each_step and members go with plan_file, not plan")
         return [(entry["name"], entry["plan"])]
     plan_path = path.parent / entry["plan_file"]
     try:
@@ -47,10 +48,18 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
         raise ConfigError(f"{where}: cannot read plan_file {str(plan_path)!r} ({error})") from error
     if not isinstance(base, dict) or not isinstance(base.get("steps"), list):
         raise ConfigError(f"{where}: plan_file {str(plan_path)!r} must hold a plan object with a steps list")
-    if "steps" in entry and entry.get("each_step"):
-        raise ConfigError(f"{where}: steps and each_step exclude each other")
+    if len({"steps", "each_step", "members"} & set(entry)) > 1:
+        raise ConfigError(f"{where}: steps, each_step and members exclude each other")
     if "steps" in entry:
         return [(entry["name"], {**base, "steps": entry["steps"]})]
+    if "members" in entry:
+        members = entry["members"]
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise ConfigError(f"{where}: members must be a list of member names, got {members!r}")
+        try:
+            return [(entry["name"], keep_members(base, members, where=where))]
+        except PlanError as error:
+            raise ConfigError(str(error)) from error
     if entry.get("each_step"):
         return [
             (f"{entry['name']}/{i}-{step.get('member') if isinstance(step, dict) else '?'}", {**base, "steps": [step]})

@@ -108,3 +108,23 @@ def test_bench_cli_help(capsys):
         harness_main(["bench", "--help"])
     assert exit_info.value.code == 0
     assert "--force" in capsys.readouterr().out
+
+
+ENV_MODEL = FAKE_MODEL.replace(
+    "        self.done_training = False\n",
+    "        self.done_training = False\n"
+    "        import json, os\n"
+    "        with open(os.environ['AUTOSPEECH_PLAN']) as handle:\n"
+    "            assert [s['member'] for s in json.load(handle)['steps']] == ['linear'] * 5\n",
+)
+
+
+def test_bench_members_runs_only_those_steps_of_the_default_plan(tone_suite, write_model, tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["bench", "--suite", str(tone_suite), "--code-dir", str(write_model(ENV_MODEL)), "--out", str(out)]
+    assert harness_main([*argv, "--tasks", "task_a", "--members", "linear"]) == 0
+    assert read_csv(out / "bench.csv")[0]["status"] == "done"  # the model's assert on the plan held
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["name"] == "default[linear]" and {s["member"] for s in plan["steps"]} == {"linear"}
+    assert harness_main([*argv, "--members", "svm"]) == 2
+    assert "no step of members ['svm']" in capsys.readouterr().err

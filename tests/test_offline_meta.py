@@ -18,7 +18,7 @@ import pytest
 from harness.dataset import atomic_write_json
 from offline_meta.__main__ import main as offline_main
 from offline_meta.build import PROJECT_DIR, build, code_version, run_status
-from offline_meta.configs import load_configs
+from offline_meta.configs import ConfigError, load_configs
 from offline_meta.db import SCHEMA_VERSION, MetaDbError, config_id, load_db, new_db
 from offline_meta.loo import leave_one_source_out
 from offline_meta.simulate import (
@@ -182,7 +182,6 @@ def test_build_refuses_a_corrupt_or_newer_database(suite, fake_code, tmp_path, c
 
 
 def test_load_configs_rejects_duplicates_and_unknown_members(tmp_path):
-    from offline_meta.configs import ConfigError
 
     twice = write_configs(tmp_path / "twice.json", [{"name": "a", "plan": linear_plan(1)}, {"name": "b", "plan": linear_plan(1)}])
     with pytest.raises(ConfigError, match="'b': same plan as 'a'"):
@@ -204,18 +203,25 @@ def test_project_configs_run_the_default_plan_and_each_of_its_steps_alone():
 
 
 def test_load_configs_expands_plan_files(tmp_path):
-    base = {"name": "base", "min_improvement": 0.01, "steps": [{"member": "linear"}, {"member": "cnn"}]}
+    steps = [{"member": "linear"}, {"member": "cnn"}, {"member": "linear", "rounds": 2}]
+    base = {"name": "base", "min_improvement": 0.01, "steps": steps}
     (tmp_path / "plans").mkdir()
     (tmp_path / "plans" / "base.json").write_text(json.dumps(base))
     path = write_configs(tmp_path / "configs.json", [
         {"name": "whole", "plan_file": "plans/base.json"},
         {"name": "solo", "plan_file": "plans/base.json", "each_step": True},
         {"name": "other", "plan_file": "plans/base.json", "steps": [{"member": "cnn", "params": {"max_s": 1.0}}]},
+        {"name": "linear_only", "plan_file": "plans/base.json", "members": ["linear"]},
     ])
     configs = load_configs(path, FAKE_MEMBERS)
-    assert [c["name"] for c in configs] == ["whole", "solo/0-linear", "solo/1-cnn", "other"]
+    names = ["whole", "solo/0-linear", "solo/1-cnn", "solo/2-linear", "other", "linear_only"]
+    assert [c["name"] for c in configs] == names
+    assert configs[5]["plan"]["steps"] == [{"member": "linear"}, {"member": "linear", "rounds": 2}]
+    assert configs[5]["plan"]["min_improvement"] == 0.01
     assert configs[1]["plan"] == {"name": "solo/0-linear", "min_improvement": 0.01, "steps": [{"member": "linear"}]}
-    assert configs[3]["plan"]["min_improvement"] == 0.01 and configs[3]["plan"]["steps"][0]["params"] == {"max_s": 1.0}
+    assert configs[4]["plan"]["min_improvement"] == 0.01 and configs[4]["plan"]["steps"][0]["params"] == {"max_s": 1.0}
+    with pytest.raises(ConfigError, match="no step of members"):
+        load_configs(write_configs(tmp_path / "bad.json", [{"name": "x", "plan_file": "plans/base.json", "members": ["svm"]}]), FAKE_MEMBERS)
 
 
 def test_code_version_is_none_outside_git(tmp_path):

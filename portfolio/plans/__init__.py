@@ -60,5 +60,18 @@ def load_plan(path: str | Path, members: dict) -> dict:
     return check_plan(plan, members, where=str(path))
 
 
+def keep_members(plan: dict, members: list[str], where: str = "plan") -> dict:
+    """The plan with only the steps of `members`, in their order: e.g. the linear member alone.
+
+    Deriving such plans from one file (rather than copying its steps into another) keeps
+    them in step with it.
+    """
+    steps = [step for step in plan["steps"] if step.get("member") in members]
+    if not steps:
+        present = sorted({step.get("member") for step in plan["steps"]})
+        raise PlanError(f"{where}: no step of members {sorted(members)}; its steps use {present}")
+    return {**plan, "name": f"{plan.get('name', 'plan')}[{'+'.join(members)}]", "steps": steps}
+
+
 def default_plan_path() -> Path:
     return PLANS_DIR / "default.json"
