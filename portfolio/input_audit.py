@@ -67,7 +67,7 @@ def audit_clips(waves: list, what: str, *, sample_samples: int = 50_000_000, see
     if peaks and max(peaks) > INT16_PEAK:
         findings.append(
             f"{what} clips peak at {max(peaks):.4g}, not within [-1, 1] (int16-scaled audio?); "
-            "features are on a log scale, so this only shifts them"
+            "each clip is peak-normalized before its features, so the scale does not matter"
         )
     if len(silent) + len(non_finite) + len(empty) >= len(waves) and not sampled:
         findings.append(f"no {what} clip holds usable audio: predictions can only follow the class frequencies")
