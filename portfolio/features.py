@@ -350,16 +350,31 @@ class FeatureCache:
     """Features computed once per (name, params, subset tag) in a run.
 
     The log-mel behind a feature is cached too, keyed by its own parameters,
-    so features of different names over the same log-mel share its cost.
-    Keys hold params with defaults filled in, as canonical JSON, so params must
-    be JSON-able (``rng`` an int seed). Cached arrays are read-only, since
-    features may share memory with their log-mel. ``seconds`` maps every key
-    to the time spent computing it.
+    so features of different names over the same log-mel share its cost; but
+    log-mels held only for that reuse take at most ``max_log_mel_bytes``, the
+    least recently used going first (a 30 s crop of thousands of clips is
+    gigabytes, pooled to kilobytes). Keys hold params with defaults filled in,
+    as canonical JSON, so params must be JSON-able (``rng`` an int seed).
+    Cached arrays are read-only, since features may share memory with their
+    log-mel. ``seconds`` maps every key to the time spent computing it.
     """
 
-    def __init__(self):
+    def __init__(self, max_log_mel_bytes: int = 2**30):
+        self.max_log_mel_bytes = max_log_mel_bytes
         self.arrays: dict[tuple, np.ndarray] = {}
         self.seconds: dict[tuple, float] = {}
+        self._log_mel_use: list[tuple] = []  # log-mel keys, least recently used first
+
+    def _touch_log_mel(self, key: tuple) -> None:
+        if key in self._log_mel_use:
+            self._log_mel_use.remove(key)
+        self._log_mel_use.append(key)
+
+    def _evict_log_mels(self) -> None:
+        """Drop least recently used log-mels until those held take at most ``max_log_mel_bytes``."""
+        while self._log_mel_use and sum(self.arrays[k].nbytes for k in self._log_mel_use) > self.max_log_mel_bytes:
+            oldest = self._log_mel_use.pop(0)
+            del self.arrays[oldest], self.seconds[oldest]
 
     def _get(self, key: tuple, compute) -> np.ndarray:
         if key not in self.arrays:
@@ -375,8 +390,12 @@ class FeatureCache:
     ) -> np.ndarray:
         """Features ``name`` of ``waves``; ``subset`` tags which clips ``waves`` are (e.g. "test")."""
         log_mel_params, own = _split_params(name, params)
-        S = self._get(
-            ("log_mel", _canonical(log_mel_params), subset), lambda: log_mel(waves, n_jobs=n_jobs, **log_mel_params)
-        )
         key = (name, _canonical(log_mel_params | own), subset)
-        return self._get(key, lambda: FEATURES[name](S=S, n_jobs=n_jobs, **own))
+        if key in self.arrays:
+            return self.arrays[key]
+        log_mel_key = ("log_mel", _canonical(log_mel_params), subset)
+        S = self._get(log_mel_key, lambda: log_mel(waves, n_jobs=n_jobs, **log_mel_params))
+        self._touch_log_mel(log_mel_key)
+        features = self._get(key, lambda: FEATURES[name](S=S, n_jobs=n_jobs, **own))
+        self._evict_log_mels()
+        return features

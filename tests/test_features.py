@@ -1,3 +1,5 @@
+import json
+
 import librosa
 import numpy as np
 import pytest
@@ -190,6 +192,23 @@ def test_feature_cache_computes_each_log_mel_once():
     np.testing.assert_array_equal(frames, compute_features("log_mel_frames", {"max_s": 0.2}, waves))
     cache.get("log_mel_frames", {"max_s": 0.2}, waves, "train")
     assert len(cache.arrays) == 5
+
+
+def test_feature_cache_drops_least_recently_used_log_mels_beyond_its_byte_cap():
+    waves = [tone(0.2, seed=i) for i in range(3)]
+    log_mel_bytes = compute_features("log_mel_frames", {"max_s": 0.2}, waves).nbytes
+    cache = FeatureCache(max_log_mel_bytes=2 * log_mel_bytes)  # room for the 0.2 s or the 0.3 s log-mel, not both
+
+    def held():
+        return [json.loads(key[1])["max_s"] for key in cache.arrays if key[0] == "log_mel"]
+
+    cache.get("log_mel_stats", {"max_s": 0.2}, waves, "test")
+    stats = cache.get("log_mel_stats", {"max_s": 0.3}, waves, "test")
+    assert held() == [0.3]
+    cache.get("log_mel_frames", {"max_s": 0.2}, waves, "test")
+    assert held() == [0.2]
+    assert cache.get("log_mel_stats", {"max_s": 0.3}, waves, "test") is stats  # features themselves stay
+    assert set(cache.seconds) == set(cache.arrays)
 
 
 def test_features_registry_names():
