@@ -27,6 +27,9 @@ from threadpoolctl import threadpool_limits
 MODES = ("tile", "pad")
 OFFSETS = ("start", "center", "random")
 CHUNK_CLIPS = 32
+# A chunk holds at most this many samples (32 clips of 3 s): with the STFT's frames, spectrum
+# and power, a thread's chunk then takes about 60 MB, whatever the crop length.
+CHUNK_SAMPLES = 32 * 3 * 16000
 LOG_FLOOR = 1e-6
 LOG_MEL_PARAMS = ("sr", "n_mels", "n_fft", "hop_length", "max_s", "offset", "mode", "normalize", "rng")
 
@@ -107,9 +110,14 @@ def fix_length(
     return out
 
 
-def _for_chunks(run_chunk, n: int, n_jobs: int) -> None:
-    """Call ``run_chunk(lo)`` for each chunk start ``lo`` in ``range(0, n, CHUNK_CLIPS)`` on ``n_jobs`` threads."""
-    starts = range(0, n, CHUNK_CLIPS)
+def chunk_clips(n_samples: int) -> int:
+    """Clips per chunk for crops of ``n_samples``: ``CHUNK_CLIPS``, fewer for long crops."""
+    return max(1, min(CHUNK_CLIPS, CHUNK_SAMPLES // max(n_samples, 1)))
+
+
+def _for_chunks(run_chunk, n: int, n_jobs: int, chunk: int = CHUNK_CLIPS) -> None:
+    """Call ``run_chunk(lo)`` for each chunk start ``lo`` in ``range(0, n, chunk)`` on ``n_jobs`` threads."""
+    starts = range(0, n, chunk)
     if n_jobs == 1 or len(starts) < 2:
         for lo in starts:
             run_chunk(lo)
@@ -119,14 +127,14 @@ def _for_chunks(run_chunk, n: int, n_jobs: int) -> None:
         Parallel(n_jobs=n_jobs, prefer="threads")(delayed(run_chunk)(lo) for lo in starts)
 
 
-def _map_chunks(fn, S: np.ndarray, n_jobs: int) -> np.ndarray:
-    """Stack ``fn(S[lo:lo + CHUNK_CLIPS])`` over chunks of rows, computed on ``n_jobs`` threads."""
+def _map_chunks(fn, S, n_jobs: int, chunk: int = CHUNK_CLIPS) -> np.ndarray:
+    """Stack ``fn(S[lo:lo + chunk])`` over chunks of rows (of an array or a list), on ``n_jobs`` threads."""
     parts = {}
 
     def run_chunk(lo: int) -> None:
-        parts[lo] = fn(S[lo:lo + CHUNK_CLIPS])
+        parts[lo] = fn(S[lo:lo + chunk])
 
-    _for_chunks(run_chunk, len(S), n_jobs)
+    _for_chunks(run_chunk, len(S), n_jobs, chunk)
     if not parts:
         return fn(S)
     return np.concatenate([parts[lo] for lo in sorted(parts)])
@@ -178,7 +186,7 @@ def log_mel(
     (``normalize=True``), framed without centering, Hann-windowed and mapped
     through librosa's Slaney mel filter bank; the result is ``log(S + 1e-6)``.
     ``rng`` (a generator or an int seed) draws the crops of ``offset="random"``.
-    Clips are processed in chunks of ``CHUNK_CLIPS`` on ``n_jobs`` threads,
+    Clips are processed in chunks (:func:`chunk_clips`) on ``n_jobs`` threads,
     with one BLAS thread each.
 
     Returns
@@ -199,8 +207,10 @@ def log_mel(
     n_frames = 1 + (n_samples - n_fft) // hop_length
     out = np.empty((len(waves), n_frames, n_mels), dtype=np.float32)
 
+    chunk_size = chunk_clips(n_samples)
+
     def run_chunk(lo: int) -> None:
-        chunk = waves[lo:lo + CHUNK_CLIPS]
+        chunk = waves[lo:lo + chunk_size]
         batch = np.empty((len(chunk), n_samples), dtype=np.float32)
         for i, wave in enumerate(chunk):
             batch[i] = fix_length(wave, n_samples, mode=mode, offset=offset, rng=seeds[lo + i])
@@ -209,8 +219,14 @@ def log_mel(
             batch /= np.where(peak > 0, peak, 1.0)
         _log_mel_chunk(batch, out[lo:lo + len(chunk)], sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
 
-    _for_chunks(run_chunk, len(waves), n_jobs)
+    _for_chunks(run_chunk, len(waves), n_jobs, chunk_size)
     return out.transpose(0, 2, 1)
+
+
+def log_mel_bytes(n_clips: int, *, sr: int, n_mels: int, n_fft: int, hop_length: int, max_s: float, **_) -> int:
+    """Size of the :func:`log_mel` of ``n_clips`` clips, in bytes (float32)."""
+    n_frames = 1 + (int(round(max_s * sr)) - n_fft) // hop_length
+    return n_clips * max(n_frames, 0) * n_mels * 4
 
 
 def mfcc(S_log_mel: np.ndarray, *, n_mfcc: int = 20) -> np.ndarray:
@@ -290,12 +306,17 @@ def log_mel_stats(waves=None, *, S=None, n_mfcc: int = 20, n_jobs: int = N_JOBS,
     Returns ``np.ndarray [shape=(n, 6 * (n_mels + n_mfcc)), dtype=float32]``:
     :func:`pooled_stats` of the log-mel, then of the MFCCs.
     """
-    S = _from_waves(waves, S, n_jobs, log_mel_params)
 
     def stats(S_chunk: np.ndarray) -> np.ndarray:
         return np.concatenate([pooled_stats(S_chunk), pooled_stats(mfcc(S_chunk, n_mfcc=n_mfcc))], axis=1)
 
-    return _map_chunks(stats, S, n_jobs)
+    if S is None and waves is not None and log_mel_params.get("offset") != "random":
+        # Chunk by chunk from the audio: the whole log-mel of long crops of many clips can
+        # take gigabytes, its statistics kilobytes. (Random crops draw their seeds for the
+        # whole batch at once, so they take the path below, to give the same features.)
+        chunk = chunk_clips(int(round(log_mel_params.get("max_s", 3.0) * log_mel_params.get("sr", 16000))))
+        return _map_chunks(lambda waves_chunk: stats(log_mel(waves_chunk, n_jobs=1, **log_mel_params)), waves, n_jobs, chunk)
+    return _map_chunks(stats, _from_waves(waves, S, n_jobs, log_mel_params), n_jobs)
 
 
 def log_mel_frames(waves=None, *, S=None, n_jobs: int = N_JOBS, **log_mel_params) -> np.ndarray:
@@ -352,8 +373,9 @@ class FeatureCache:
     The log-mel behind a feature is cached too, keyed by its own parameters,
     so features of different names over the same log-mel share its cost; but
     log-mels held only for that reuse take at most ``max_log_mel_bytes``, the
-    least recently used going first (a 30 s crop of thousands of clips is
-    gigabytes, pooled to kilobytes). Keys hold params with defaults filled in,
+    least recently used going first, and pooled features of a log-mel larger
+    than that are computed chunk by chunk, without it (a 30 s crop of
+    thousands of clips is gigabytes, pooled to kilobytes). Keys hold params with defaults filled in,
     as canonical JSON, so params must be JSON-able (``rng`` an int seed).
     Cached arrays are read-only, since features may share memory with their
     log-mel. ``seconds`` maps every key to the time spent computing it.
@@ -370,9 +392,9 @@ class FeatureCache:
             self._log_mel_use.remove(key)
         self._log_mel_use.append(key)
 
-    def _evict_log_mels(self) -> None:
-        """Drop least recently used log-mels until those held take at most ``max_log_mel_bytes``."""
-        while self._log_mel_use and sum(self.arrays[k].nbytes for k in self._log_mel_use) > self.max_log_mel_bytes:
+    def _evict_log_mels(self, room: int = 0) -> None:
+        """Drop least recently used log-mels until those held, plus ``room``, take at most ``max_log_mel_bytes``."""
+        while self._log_mel_use and sum(self.arrays[k].nbytes for k in self._log_mel_use) + room > self.max_log_mel_bytes:
             oldest = self._log_mel_use.pop(0)
             del self.arrays[oldest], self.seconds[oldest]
 
@@ -394,6 +416,12 @@ class FeatureCache:
         if key in self.arrays:
             return self.arrays[key]
         log_mel_key = ("log_mel", _canonical(log_mel_params), subset)
+        if log_mel_key not in self.arrays:
+            size = log_mel_bytes(len(waves), **log_mel_params)
+            if name == "log_mel_stats" and size > self.max_log_mel_bytes:
+                # Too big to keep for reuse: pool it chunk by chunk, never holding it whole.
+                return self._get(key, lambda: log_mel_stats(waves, n_jobs=n_jobs, **own, **log_mel_params))
+            self._evict_log_mels(room=size)
         S = self._get(log_mel_key, lambda: log_mel(waves, n_jobs=n_jobs, **log_mel_params))
         self._touch_log_mel(log_mel_key)
         features = self._get(key, lambda: FEATURES[name](S=S, n_jobs=n_jobs, **own))

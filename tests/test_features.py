@@ -9,9 +9,11 @@ from portfolio.features import (
     FEATURES,
     FeatureCache,
     FrontendError,
+    chunk_clips,
     compute_features,
     fix_length,
     log_mel,
+    log_mel_stats,
     mfcc,
     pooled_stats,
 )
@@ -209,6 +211,21 @@ def test_feature_cache_drops_least_recently_used_log_mels_beyond_its_byte_cap():
     assert held() == [0.2]
     assert cache.get("log_mel_stats", {"max_s": 0.3}, waves, "test") is stats  # features themselves stay
     assert set(cache.seconds) == set(cache.arrays)
+
+
+def test_log_mel_stats_from_audio_chunk_by_chunk_matches_stats_of_the_whole_log_mel():
+    waves = [tone(0.3 + 0.4 * i, seed=i) for i in range(CHUNK_CLIPS + 5)]
+    assert chunk_clips(4 * 16000) < CHUNK_CLIPS  # 4 s crops: smaller chunks, several of them
+    streamed = log_mel_stats(waves, max_s=4.0)
+    np.testing.assert_allclose(streamed, log_mel_stats(S=log_mel(waves, max_s=4.0)), rtol=1e-4, atol=1e-4)
+
+
+def test_feature_cache_pools_a_log_mel_too_big_to_keep_without_holding_it():
+    waves = [tone(0.3, seed=i) for i in range(4)]
+    cache = FeatureCache(max_log_mel_bytes=1000)
+    stats = cache.get("log_mel_stats", {"max_s": 0.3}, waves, "train")
+    assert [key[0] for key in cache.arrays] == ["log_mel_stats"]
+    np.testing.assert_allclose(stats, compute_features("log_mel_stats", {"max_s": 0.3}, waves), rtol=1e-4, atol=1e-4)
 
 
 def test_features_registry_names():
