@@ -223,12 +223,6 @@ def log_mel(
     return out.transpose(0, 2, 1)
 
 
-def log_mel_bytes(n_clips: int, *, sr: int, n_mels: int, n_fft: int, hop_length: int, max_s: float, **_) -> int:
-    """Size of the :func:`log_mel` of ``n_clips`` clips, in bytes (float32)."""
-    n_frames = 1 + (int(round(max_s * sr)) - n_fft) // hop_length
-    return n_clips * max(n_frames, 0) * n_mels * 4
-
-
 def mfcc(S_log_mel: np.ndarray, *, n_mfcc: int = 20) -> np.ndarray:
     """MFCCs from a natural-log mel spectrogram: orthonormal DCT-II over the mel axis.
 
@@ -370,12 +364,13 @@ def _canonical(params: dict) -> str:
 class FeatureCache:
     """Features computed once per (name, params, subset tag) in a run.
 
-    The log-mel behind a feature is cached too, keyed by its own parameters,
-    so features of different names over the same log-mel share its cost; but
-    log-mels held only for that reuse take at most ``max_log_mel_bytes``, the
-    least recently used going first, and pooled features of a log-mel larger
-    than that are computed chunk by chunk, without it (a 30 s crop of
-    thousands of clips is gigabytes, pooled to kilobytes). Keys hold params with defaults filled in,
+    The log-mel behind a frame feature is cached too, keyed by its own
+    parameters, so frame features of different names over the same log-mel
+    share its cost (and pooled ones, when it is there); log-mels held for that
+    reuse take at most ``max_log_mel_bytes``, the least recently used going
+    first. Pooled features of a log-mel not in the cache are computed chunk by
+    chunk from the audio, without it: a 30 s crop of thousands of clips is
+    gigabytes of log-mel, pooled to kilobytes. Keys hold params with defaults filled in,
     as canonical JSON, so params must be JSON-able (``rng`` an int seed).
     Cached arrays are read-only, since features may share memory with their
     log-mel. ``seconds`` maps every key to the time spent computing it.
@@ -392,9 +387,9 @@ class FeatureCache:
             self._log_mel_use.remove(key)
         self._log_mel_use.append(key)
 
-    def _evict_log_mels(self, room: int = 0) -> None:
-        """Drop least recently used log-mels until those held, plus ``room``, take at most ``max_log_mel_bytes``."""
-        while self._log_mel_use and sum(self.arrays[k].nbytes for k in self._log_mel_use) + room > self.max_log_mel_bytes:
+    def _evict_log_mels(self) -> None:
+        """Drop least recently used log-mels until those held take at most ``max_log_mel_bytes``."""
+        while self._log_mel_use and sum(self.arrays[k].nbytes for k in self._log_mel_use) > self.max_log_mel_bytes:
             oldest = self._log_mel_use.pop(0)
             del self.arrays[oldest], self.seconds[oldest]
 
@@ -416,12 +411,9 @@ class FeatureCache:
         if key in self.arrays:
             return self.arrays[key]
         log_mel_key = ("log_mel", _canonical(log_mel_params), subset)
-        if log_mel_key not in self.arrays:
-            size = log_mel_bytes(len(waves), **log_mel_params)
-            if name == "log_mel_stats" and size > self.max_log_mel_bytes:
-                # Too big to keep for reuse: pool it chunk by chunk, never holding it whole.
-                return self._get(key, lambda: log_mel_stats(waves, n_jobs=n_jobs, **own, **log_mel_params))
-            self._evict_log_mels(room=size)
+        if name == "log_mel_stats" and log_mel_key not in self.arrays:
+            # Pooled features need no whole log-mel: pool it chunk by chunk from the audio.
+            return self._get(key, lambda: log_mel_stats(waves, n_jobs=n_jobs, **own, **log_mel_params))
         S = self._get(log_mel_key, lambda: log_mel(waves, n_jobs=n_jobs, **log_mel_params))
         self._touch_log_mel(log_mel_key)
         features = self._get(key, lambda: FEATURES[name](S=S, n_jobs=n_jobs, **own))

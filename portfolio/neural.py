@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from abc import abstractmethod
@@ -16,6 +17,7 @@ from portfolio.features import usable_cores
 MIN_BATCHES_PER_FIT = 32
 PREDICT_BATCH = 256
 STD_FLOOR = 1e-3
+STATS_ROWS = 1000
 _TF_CONFIGURED = False
 
 
@@ -142,9 +144,11 @@ class KerasMember(Member):
         self._check_training_data(X, y_onehot, time_allowance_s)
         configure_tensorflow()
         if not hasattr(self, "n_rounds_"):
-            X32 = np.nan_to_num(np.asarray(X, dtype=np.float32))
-            self.mean_ = X32.mean(axis=(0, 1))
-            self.std_ = np.maximum(X32.std(axis=(0, 1)), STD_FLOOR)
+            # Standardization statistics from at most STATS_ROWS clips: as good, without a copy of all of X.
+            rows = np.asarray(X[:: max(1, len(X) // STATS_ROWS)], dtype=np.float32)
+            rows = np.nan_to_num(rows)
+            self.mean_ = rows.mean(axis=(0, 1))
+            self.std_ = np.maximum(rows.std(axis=(0, 1)), STD_FLOOR)
             self.n_classes_ = y_onehot.shape[1]
             self.n_features_in_ = X.shape[-1]
             keras.utils.set_random_seed(self.seed)  # seeds Python's, NumPy's and TensorFlow's global generators
@@ -166,6 +170,10 @@ class KerasMember(Member):
             self.model_.fit(dataset, epochs=1, shuffle=False, callbacks=[deadline], verbose=0)
             batch_s += deadline.batch_s
             self.n_epochs_ += min(len(deadline.batch_s) * self.batch_size, len(X_fit)) / len(X)
+        # A fit stopped mid-epoch leaves its dataset iterator, and with it a copy of the
+        # training data, in a reference cycle: collect it now, not rounds later.
+        del dataset
+        gc.collect()
         self.n_rounds_ += 1
         # One epoch at the typical batch speed, leaving out the round's first batch (it may carry
         # graph tracing); with no other batch, earlier measurements or the prior stand.

@@ -184,10 +184,10 @@ def test_compute_features_rejects_unknown_name_and_params():
 def test_feature_cache_computes_each_log_mel_once():
     waves = [tone(0.2, seed=i) for i in range(3)]
     cache = FeatureCache()
-    stats = cache.get("log_mel_stats", {"max_s": 0.2}, waves, "test")
-    assert cache.get("log_mel_stats", {"max_s": 0.2, "n_mfcc": 20}, waves, "test") is stats
     frames = cache.get("log_mel_frames", {"max_s": 0.2}, waves, "test")
-    assert [key[0] for key in cache.arrays] == ["log_mel", "log_mel_stats", "log_mel_frames"]
+    stats = cache.get("log_mel_stats", {"max_s": 0.2}, waves, "test")  # pooled from the cached log-mel
+    assert cache.get("log_mel_stats", {"max_s": 0.2, "n_mfcc": 20}, waves, "test") is stats
+    assert [key[0] for key in cache.arrays] == ["log_mel", "log_mel_frames", "log_mel_stats"]
     assert not frames.flags.writeable and not stats.flags.writeable
     assert set(cache.seconds) == set(cache.arrays)
     np.testing.assert_array_equal(stats, compute_features("log_mel_stats", {"max_s": 0.2}, waves))
@@ -204,12 +204,12 @@ def test_feature_cache_drops_least_recently_used_log_mels_beyond_its_byte_cap():
     def held():
         return [json.loads(key[1])["max_s"] for key in cache.arrays if key[0] == "log_mel"]
 
-    cache.get("log_mel_stats", {"max_s": 0.2}, waves, "test")
-    stats = cache.get("log_mel_stats", {"max_s": 0.3}, waves, "test")
-    assert held() == [0.3]
     cache.get("log_mel_frames", {"max_s": 0.2}, waves, "test")
+    mfccs = cache.get("mfcc_frames", {"max_s": 0.3}, waves, "test")
+    assert held() == [0.3]
+    cache.get("mfcc_frames", {"max_s": 0.2}, waves, "test")
     assert held() == [0.2]
-    assert cache.get("log_mel_stats", {"max_s": 0.3}, waves, "test") is stats  # features themselves stay
+    assert cache.get("mfcc_frames", {"max_s": 0.3}, waves, "test") is mfccs  # features themselves stay
     assert set(cache.seconds) == set(cache.arrays)
 
 
@@ -220,9 +220,9 @@ def test_log_mel_stats_from_audio_chunk_by_chunk_matches_stats_of_the_whole_log_
     np.testing.assert_allclose(streamed, log_mel_stats(S=log_mel(waves, max_s=4.0)), rtol=1e-4, atol=1e-4)
 
 
-def test_feature_cache_pools_a_log_mel_too_big_to_keep_without_holding_it():
+def test_feature_cache_pools_features_without_holding_their_log_mel():
     waves = [tone(0.3, seed=i) for i in range(4)]
-    cache = FeatureCache(max_log_mel_bytes=1000)
+    cache = FeatureCache()
     stats = cache.get("log_mel_stats", {"max_s": 0.3}, waves, "train")
     assert [key[0] for key in cache.arrays] == ["log_mel_stats"]
     np.testing.assert_allclose(stats, compute_features("log_mel_stats", {"max_s": 0.3}, waves), rtol=1e-4, atol=1e-4)
