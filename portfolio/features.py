@@ -308,8 +308,13 @@ def log_mel_stats(waves=None, *, S=None, n_mfcc: int = 20, n_jobs: int = N_JOBS,
         # Chunk by chunk from the audio: the whole log-mel of long crops of many clips can
         # take gigabytes, its statistics kilobytes. (Random crops draw their seeds for the
         # whole batch at once, so they take the path below, to give the same features.)
-        chunk = chunk_clips(int(round(log_mel_params.get("max_s", 3.0) * log_mel_params.get("sr", 16000))))
-        return _map_chunks(lambda waves_chunk: stats(log_mel(waves_chunk, n_jobs=1, **log_mel_params)), waves, n_jobs, chunk)
+        crop = _defaults(log_mel, ("max_s", "sr")) | log_mel_params
+        chunk = chunk_clips(int(round(crop["max_s"] * crop["sr"])))
+
+        def stats_of_waves(waves_chunk: list) -> np.ndarray:
+            return stats(log_mel(waves_chunk, n_jobs=1, **log_mel_params))
+
+        return _map_chunks(stats_of_waves, waves, n_jobs, chunk)
     return _map_chunks(stats, _from_waves(waves, S, n_jobs, log_mel_params), n_jobs)
 
 

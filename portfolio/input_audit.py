@@ -44,7 +44,9 @@ def audit_clips(waves: list, what: str, *, sample_samples: int = 50_000_000, see
     lengths = np.fromiter((np.size(w) for w in waves), dtype=np.int64, count=len(waves))
     empty = np.flatnonzero(lengths == 0)
     if len(empty):
-        findings.append(f"{len(empty)} of {len(waves)} {what} clips are empty (e.g. {_examples(empty)}); read as silence")
+        findings.append(
+            f"{len(empty)} of {len(waves)} {what} clips are empty (e.g. {_examples(empty)}); read as silence"
+        )
     checked = [i for i in _sample_clips(waves, sample_samples, seed) if lengths[i]]
     non_finite, silent, peaks = [], [], []
     for i in checked:

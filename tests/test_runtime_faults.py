@@ -93,6 +93,22 @@ def labelled_tones(labels, rng, **lengths):
     return tone_clips(np.asarray(labels), rng, **lengths), np.eye(max(labels) + 1)[labels]
 
 
+def tone_task(seed, n_classes=3, n_train=45, n_test=15, test_lengths=None, **lengths):
+    """(x_train, y_train, x_test, test_labels) of an easy task of noisy tones, classes in turn."""
+    rng = np.random.default_rng(seed)
+    x_train, y_train = labelled_tones(np.resize(np.arange(n_classes), n_train), rng, **lengths)
+    test_labels = np.resize(np.arange(n_classes), n_test)
+    return x_train, y_train, tone_clips(test_labels, rng, **(test_lengths or lengths)), test_labels
+
+
+def hundred_tones(labels, rng):
+    """0.3 s tones 70 Hz apart, one pitch per class."""
+    t = np.arange(4800) / SR
+    return [
+        (np.sin(2 * np.pi * (100 + 70 * k) * t) + 0.1 * rng.standard_normal(len(t))).astype(np.float32) for k in labels
+    ]
+
+
 def accuracy(prediction, labels):
     return float(np.mean(np.argmax(prediction, axis=1) == np.asarray(labels)))
 
@@ -107,14 +123,10 @@ def warnings_of(caplog) -> str:
 
 
 def test_training_clips_with_nan_and_inf_samples(model_class, caplog):
-    rng = np.random.default_rng(0)
-    labels = np.resize(np.arange(3), 45)
-    x_train, y_train = labelled_tones(labels, rng)
+    x_train, y_train, x_test, test_labels = tone_task(seed=0)
     x_train[0][:100] = np.nan
     x_train[4][5] = np.inf
     x_train[7][:] = -np.inf
-    test_labels = np.resize(np.arange(3), 15)
-    x_test = tone_clips(test_labels, rng)
     x_test[1][10:20] = np.nan
     predictions, _ = run_protocol(model_class, x_train, y_train, x_test)
     assert rounds_of(caplog) == ALL_MEMBERS
@@ -125,13 +137,9 @@ def test_training_clips_with_nan_and_inf_samples(model_class, caplog):
 
 
 def test_empty_clips_in_train_and_test(model_class, caplog):
-    rng = np.random.default_rng(1)
-    labels = np.resize(np.arange(3), 45)
-    x_train, y_train = labelled_tones(labels, rng)
+    x_train, y_train, x_test, test_labels = tone_task(seed=1)
     x_train[2] = np.zeros(0, np.float32)
     x_train[9] = np.zeros(0, np.float32)
-    test_labels = np.resize(np.arange(3), 15)
-    x_test = tone_clips(test_labels, rng)
     x_test[0] = np.zeros(0, np.float32)
     predictions, _ = run_protocol(model_class, x_train, y_train, x_test)
     assert rounds_of(caplog) == ALL_MEMBERS
@@ -141,11 +149,7 @@ def test_empty_clips_in_train_and_test(model_class, caplog):
 
 
 def test_int16_scaled_values(model_class, caplog):
-    rng = np.random.default_rng(2)
-    labels = np.resize(np.arange(3), 45)
-    x_train, y_train = labelled_tones(labels, rng)
-    test_labels = np.resize(np.arange(3), 15)
-    x_test = tone_clips(test_labels, rng)
+    x_train, y_train, x_test, test_labels = tone_task(seed=2)
     scale = lambda clips: [np.clip(np.round(c * 16000), -32768, 32767).astype(np.float32) for c in clips]  # noqa: E731
     predictions, _ = run_protocol(model_class, scale(x_train), y_train, scale(x_test))
     assert rounds_of(caplog) == ALL_MEMBERS
@@ -167,7 +171,7 @@ def test_a_class_with_a_single_clip(model_class, caplog):
 def test_a_class_absent_from_training(model_class, caplog):
     rng = np.random.default_rng(4)
     labels = np.resize(np.arange(3), 45)
-    x_train, _ = labelled_tones(labels, rng)
+    x_train = tone_clips(labels, rng)
     y_train = np.eye(4)[labels]  # class 3 exists (class_num 4) but has no training clip
     test_labels = np.resize(np.arange(4), 16)
     predictions, _ = run_protocol(model_class, x_train, y_train, tone_clips(test_labels, rng))
@@ -178,11 +182,9 @@ def test_a_class_absent_from_training(model_class, caplog):
 
 
 def test_test_clips_much_longer_than_any_training_clip(model_class, caplog):
-    rng = np.random.default_rng(5)
-    labels = np.resize(np.arange(3), 45)
-    x_train, y_train = labelled_tones(labels, rng, min_s=0.3, max_s=0.6)
-    test_labels = np.resize(np.arange(3), 9)
-    x_test = tone_clips(test_labels, rng, min_s=50.0, max_s=60.0)
+    x_train, y_train, x_test, test_labels = tone_task(
+        seed=5, n_test=9, min_s=0.3, max_s=0.6, test_lengths={"min_s": 50.0, "max_s": 60.0}
+    )
     predictions, _ = run_protocol(model_class, x_train, y_train, x_test)
     assert rounds_of(caplog) == ALL_MEMBERS
     assert accuracy(predictions[-1], test_labels) > 0.8
@@ -192,16 +194,9 @@ def test_test_clips_much_longer_than_any_training_clip(model_class, caplog):
 def test_one_hundred_classes(model_class, caplog):
     rng = np.random.default_rng(6)
     labels = np.resize(np.arange(100), 400)
-    x_train = [
-        (np.sin(2 * np.pi * (100 + 70 * k) * np.arange(4800) / SR) + 0.1 * rng.standard_normal(4800)).astype(np.float32)
-        for k in labels
-    ]
-    y_train = np.eye(100)[labels]
+    x_train, y_train = hundred_tones(labels, rng), np.eye(100)[labels]
     test_labels = np.arange(100)
-    x_test = [
-        (np.sin(2 * np.pi * (100 + 70 * k) * np.arange(4800) / SR) + 0.1 * rng.standard_normal(4800)).astype(np.float32)
-        for k in test_labels
-    ]
+    x_test = hundred_tones(test_labels, rng)
     predictions, _ = run_protocol(model_class, x_train, y_train, x_test)
     assert rounds_of(caplog) == ALL_MEMBERS
     assert predictions[-1].shape == (100, 100)
@@ -209,20 +204,18 @@ def test_one_hundred_classes(model_class, caplog):
 
 
 def test_five_thousand_clips_of_a_fifth_of_a_second(model_class):
-    rng = np.random.default_rng(7)
-    labels = np.resize(np.arange(5), 5000)
-    x_train, y_train = labelled_tones(labels, rng, min_s=0.2, max_s=0.2)
-    test_labels = np.resize(np.arange(5), 500)
-    predictions, _ = run_protocol(model_class, x_train, y_train, tone_clips(test_labels, rng, min_s=0.2, max_s=0.2))
+    x_train, y_train, x_test, test_labels = tone_task(
+        seed=7, n_classes=5, n_train=5000, n_test=500, min_s=0.2, max_s=0.2
+    )
+    predictions, _ = run_protocol(model_class, x_train, y_train, x_test)
     assert len(predictions) >= 1 and accuracy(predictions[-1], test_labels) > 0.8
 
 
 def test_twenty_clips_of_five_minutes(model_class):
-    rng = np.random.default_rng(8)
-    labels = np.resize(np.arange(2), 20)
-    x_train, y_train = labelled_tones(labels, rng, min_s=300.0, max_s=300.0)
-    test_labels = np.resize(np.arange(2), 6)
-    predictions, _ = run_protocol(model_class, x_train, y_train, tone_clips(test_labels, rng, min_s=300.0, max_s=300.0))
+    x_train, y_train, x_test, test_labels = tone_task(
+        seed=8, n_classes=2, n_train=20, n_test=6, min_s=300.0, max_s=300.0
+    )
+    predictions, _ = run_protocol(model_class, x_train, y_train, x_test)
     assert accuracy(predictions[-1], test_labels) > 0.8
 
 
@@ -232,4 +225,5 @@ def test_no_usable_training_audio_is_said_in_the_log(model_class, caplog):
     x_test = [np.zeros(SR // 2, np.float32)] * 6
     predictions, _ = run_protocol(model_class, x_train, np.eye(3)[labels], x_test)
     assert "no training clip holds usable audio" in warnings_of(caplog)
-    np.testing.assert_allclose(predictions[-1], np.tile(predictions[-1][:1], (6, 1)), atol=1e-6)  # same silence, same row
+    # Every test clip is the same silence, so every row is the same.
+    np.testing.assert_allclose(predictions[-1], np.tile(predictions[-1][:1], (6, 1)), atol=1e-6)
