@@ -42,6 +42,7 @@ from harness.dataset import atomic_write_bytes, atomic_write_json
 from harness.errors import HarnessError
 from harness.evaluate import run_and_score
 from offline_meta.db import MetaDbError, load_db, runs_at_budget
+from portfolio.plans import default_plan
 from portfolio.selection import SelectionError, choose_plan
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -285,7 +286,8 @@ def evaluate_task(task: str, db: dict, suite: Path, out: Path, *, time_budget: f
     # The same inputs model.py has: the task's meta-features (as the database holds them) and the held-out db.
     selection = {"task": task, "source": source, "neighbours": [], "config": None, "reason": "", "model_log": None}
     try:
-        _, info = choose_plan(db["datasets"][task].get("metafeatures") or {}, held, k=k)
+        metafeatures = db["datasets"][task].get("metafeatures") or {}
+        _, info = choose_plan(metafeatures, held, k=k, incumbent=default_plan())
         selection.update(config=info["config"], config_id=info["config_id"], neighbours=info["neighbours"],
                          reason=info["reason"])
     except SelectionError as error:

@@ -13,6 +13,7 @@ from offline_meta.build import BuildError, build
 from offline_meta.configs import ConfigError, load_configs
 from offline_meta.db import MetaDbError, load_db
 from offline_meta.loo import leave_one_source_out
+from portfolio.plans import default_plan
 from offline_meta.simulate import (
     SimulationError, compare_with_real, format_steps, greedy_portfolio, load_runs, steps_to_plan,
 )
@@ -82,7 +83,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         print("  no multi-step configuration could be simulated")
     print("\nrun-time selection, leave one source out (real ALC of the chosen configuration on the held-out dataset):")
     chosen = []
-    for row in leave_one_source_out({**db, "time_budget": runs.time_budget}):
+    for row in leave_one_source_out({**db, "time_budget": runs.time_budget}, incumbent=default_plan()):
         if row["alc"] is None:
             print(f"  {row['dataset']:<22} chose {row['chosen']}: {row.get('why', 'not run on this dataset')}")
             continue

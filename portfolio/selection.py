@@ -7,7 +7,9 @@ distance between two datasets is the root mean square (euclidean) or mean absolu
 missing features stay comparable. When no feature separates the practice datasets (one
 dataset, or all alike), they all count equally. The k nearest datasets vote: every configuration run on
 all of them scores its closeness-weighted mean ALC (weights 1/(d + eps)) and the best one's
-plan is returned. Storage and schema live in offline_meta/db.py (docs/meta_db.md).
+plan is returned, unless an incumbent plan (model.py's default) scores within
+`switch_margin` of it: two runs of one plan can differ by about that much, so smaller
+leads are noise. Storage and schema live in offline_meta/db.py (docs/meta_db.md).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from portfolio.plans import check_plan
 
 LOG = logging.getLogger("autospeech.selection")
 EPS = 1e-6
+# ALC lead another configuration needs over the incumbent. Two runs of the default plan at
+# T = 300 s differed by up to 0.0095 ALC on one suite task (docs/meta_db.md).
+SWITCH_MARGIN = 0.01
 DISTANCES = ("euclidean", "manhattan")
 
 __all__ = ["MetaDbError", "SelectionError", "choose_plan", "choose_plan_or_default", "load_db"]
@@ -61,6 +66,8 @@ def choose_plan(
     k: int = 3,
     distance: str = "euclidean",
     exclude_sources: tuple | list | set = (),
+    incumbent: dict | None = None,
+    switch_margin: float = SWITCH_MARGIN,
 ) -> tuple[dict, dict]:
     """Plan of the configuration with the best closeness-weighted mean ALC over the k nearest datasets.
 
@@ -71,6 +78,8 @@ def choose_plan(
     k : int > 0, neighbours that vote
     distance : "euclidean" (RMS over shared features) or "manhattan" (mean absolute)
     exclude_sources : practice datasets of these sources are ignored (leave-one-source-out)
+    incumbent : a plan kept, if it was run on all neighbours, unless the best beats it by more than
+        ``switch_margin`` (plans compare by content, names aside)
 
     Returns
     -------
@@ -132,6 +141,12 @@ def choose_plan(
         raise SelectionError(f"no configuration was run on all of the nearest datasets {[n for _, n, _ in neighbours]}")
     configs = {r["config_id"]: r["config"] for r in runs if "config" in r} | db.get("configs", {})
     best = max(sorted(scores), key=lambda config: scores[config])
+    kept = next((c for c in sorted(scores) if incumbent and _same_plan(configs[c]["plan"], incumbent)), None)
+    why = "has the best"
+    if kept is not None and kept != best and scores[best] - scores[kept] <= switch_margin:
+        lead = scores[best] - scores[kept]
+        why = f"is kept as the incumbent ({configs[best]['name']} leads it by only {lead:.4f}); its"
+        best = kept
     config = configs[best]
     plan = copy.deepcopy(config["plan"])
     plan["name"] = config["name"]
@@ -146,11 +161,16 @@ def choose_plan(
         "scores": {configs[c]["name"]: s for c, s in sorted(scores.items(), key=lambda item: -item[1])},
         "features_used": len(known & set(ranges)),
         "reason": (
-            f"{config['name']} has the best closeness-weighted mean ALC ({scores[best]:.4f}) over the "
+            f"{config['name']} {why} closeness-weighted mean ALC ({scores[best]:.4f}) over the "
             f"{len(neighbours)} nearest practice datasets {[n for _, n, _ in neighbours]}"
         ),
     }
     return plan, info
+
+
+def _same_plan(a: dict, b: dict) -> bool:
+    """Same plan content; names aside, as config ids are."""
+    return {k: v for k, v in a.items() if k != "name"} == {k: v for k, v in b.items() if k != "name"}
 
 
 def choose_plan_or_default(
@@ -161,14 +181,15 @@ def choose_plan_or_default(
     members: dict | None = None,
     **kwargs,
 ) -> tuple[dict, dict]:
-    """`choose_plan` on the database at `db_path`, or `default_plan` with the reason in info["reason"]; never raises.
+    """`choose_plan` on the database at `db_path`, `default_plan` its incumbent, or `default_plan`
+    itself with the reason in info["reason"]; never raises.
 
     With `members` (the portfolio registry), the chosen plan is also checked against the plan
     schema, and a plan that fails the check falls back too. info["fallback"] says which happened.
     """
     start = time.monotonic()
     try:
-        plan, info = choose_plan(metafeatures, load_db(db_path), **kwargs)
+        plan, info = choose_plan(metafeatures, load_db(db_path), incumbent=default_plan, **kwargs)
         if members is not None:
             check_plan(plan, members, where=f"plan {info['config']!r} of {db_path}")
         info["fallback"] = False

@@ -139,22 +139,25 @@ def test_build_killed_at_random_points_resumes_without_losing_or_duplicating_run
         "--time-budget", "10", "--out", str(out), "--jobs", "1", "--work", str(tmp_path / "work"),
         "--code-dir", str(fake_code), "--no-progress",
     ]
-    delays = random.Random(7).sample([x / 10 for x in range(15, 60)], 4)  # seconds after start
+    rng = random.Random(7)
+    delays = [rng.uniform(0.5, 3.0) for _ in range(4)]  # seconds after each start has begun
     history, kills = [], 0
-    for delay in delays:
+    for started, delay in enumerate(delays, 1):
         build_process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        # This start has begun once it has appended its entry to the database's builds.
+        while not (out.exists() and len(load_db(out)["builds"]) >= started) and build_process.poll() is None:
+            assert time.monotonic() < deadline, "the build did not start"
+            time.sleep(0.05)
         time.sleep(delay)
         if build_process.poll() is None:
             os.kill(build_process.pid, signal.SIGKILL)
             kills += 1
         build_process.wait()
-        if not out.exists():
-            continue
         runs = load_db(out)["runs"]  # readable after every kill: writes are atomic
         keys = [(r["dataset"], r["config_id"]) for r in runs]
         assert len(keys) == len(set(keys)), "a run was recorded twice"
-        if history:
-            assert runs[: len(history)] == history, "a recorded run was lost"
+        assert runs[: len(history)] == history, "a recorded run was lost"
         history = runs
     assert kills >= 2, "the trials must interrupt the build more than once"
 
@@ -165,7 +168,7 @@ def test_build_killed_at_random_points_resumes_without_losing_or_duplicating_run
     keys = [(r["dataset"], r["config_id"]) for r in after["runs"]]
     assert len(keys) == len(set(keys)) == 6
     assert after["runs"][: len(history)] == history
-    assert len(after["builds"]) >= 2
+    assert len(after["builds"]) == len(delays) + 1
 
 
 @pytest.mark.parametrize(

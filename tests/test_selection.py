@@ -53,6 +53,18 @@ def test_choose_plan_weights_neighbours_by_closeness():
     assert plan["name"] == "P"
 
 
+def test_choose_plan_keeps_the_incumbent_unless_beaten_by_more_than_the_margin():
+    near_b = {"f1": 9.0, "f2": 90.0}  # nearest: B, where Q scores 0.8 and P 0.1
+    incumbent = plan_of("P") | {"name": "renamed P"}  # plans compare by content
+    plan, info = choose_plan(near_b, hand_db(), k=1, incumbent=incumbent, switch_margin=0.69)
+    assert info["config"] == "Q" and "has the best" in info["reason"]
+    plan, info = choose_plan(near_b, hand_db(), k=1, incumbent=incumbent, switch_margin=0.71)
+    assert info["config"] == "P" and plan == plan_of("P")
+    assert "kept as the incumbent (Q leads it by only 0.7000)" in info["reason"]
+    _, info = choose_plan(near_b, hand_db(), k=1, incumbent={"steps": [{"member": "cnn"}]}, switch_margin=1)
+    assert info["config"] == "Q"  # an incumbent never run is no candidate
+
+
 def test_choose_plan_ignores_missing_and_nan_features():
     _, info = choose_plan({"f1": 9.5, "f2": float("nan"), "unknown": 3.0}, hand_db(), k=1)
     assert info["neighbours"][0]["dataset"] == "B" and info["neighbours"][0]["features_used"] == 1
@@ -125,3 +137,9 @@ def test_choose_plan_or_default_selects_and_checks_the_plan(tmp_path):
     assert plan["name"] == "P" and info["fallback"] is False and math.isfinite(info["elapsed_s"])
     plan, info = choose_plan_or_default({"f1": 0.5, "f2": 1.0}, path, DEFAULT, members={"cnn": object})
     assert plan is DEFAULT and "PlanError" in info["reason"]
+    # The default plan is the incumbent: near B, Q leads the default (P's plan) by 0.7, far beyond the margin;
+    # near C, P leads Q by only 0.1, and a margin of 0.2 keeps Q when Q is the default.
+    plan, info = choose_plan_or_default({"f1": 9.0, "f2": 90.0}, path, plan_of("P"), k=1)
+    assert info["config"] == "Q"
+    plan, info = choose_plan_or_default({"f1": 5.0, "f2": 50.0}, path, plan_of("Q"), k=1, switch_margin=0.2)
+    assert info["config"] == "Q" and "kept as the incumbent" in info["reason"]

@@ -75,3 +75,8 @@ def keep_members(plan: dict, members: list[str], where: str = "plan") -> dict:
 
 def default_plan_path() -> Path:
     return PLANS_DIR / "default.json"
+
+
+def default_plan() -> dict:
+    """The default plan as stored (model.py's plan when selection has nothing better)."""
+    return json.loads(default_plan_path().read_text())
