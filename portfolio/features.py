@@ -375,10 +375,10 @@ class FeatureCache:
     reuse take at most ``max_log_mel_bytes``, the least recently used going
     first. Pooled features of a log-mel not in the cache are computed chunk by
     chunk from the audio, without it: a 30 s crop of thousands of clips is
-    gigabytes of log-mel, pooled to kilobytes. Keys hold params with defaults filled in,
-    as canonical JSON, so params must be JSON-able (``rng`` an int seed).
-    Cached arrays are read-only, since features may share memory with their
-    log-mel. ``seconds`` maps every key to the time spent computing it.
+    gigabytes of log-mel, pooled to kilobytes. Keys hold params with defaults
+    filled in, as canonical JSON, so params must be JSON-able (``rng`` an int
+    seed). Cached arrays are read-only, since features may share memory with
+    their log-mel. ``seconds`` maps every key to the time spent computing it.
     """
 
     def __init__(self, max_log_mel_bytes: int = 2**30):

@@ -103,11 +103,12 @@ def audit_labels(y_onehot: np.ndarray) -> list[str]:
     return findings
 
 
-def audit_test_lengths(test_lengths: np.ndarray, train_max_s: float) -> list[str]:
+def audit_test_lengths(test_waves: list, train_max_s: float) -> list[str]:
     """A finding when test clips are much longer than any training clip (only their crop is used)."""
-    longest_s = float(np.max(test_lengths)) / SR if len(test_lengths) else 0.0
+    durations_s = np.array([np.size(wave) for wave in test_waves]) / SR
+    longest_s = float(durations_s.max()) if len(durations_s) else 0.0
     if longest_s > 2 * train_max_s and longest_s > 1.0:
-        n_long = int(np.count_nonzero(np.asarray(test_lengths) / SR > 2 * train_max_s))
+        n_long = int(np.count_nonzero(durations_s > 2 * train_max_s))
         return [
             f"{n_long} test clips are over twice as long as the longest training clip "
             f"({longest_s:.1f} s against {train_max_s:.1f} s); each is cropped like the training clips"

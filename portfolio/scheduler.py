@@ -277,8 +277,7 @@ class Scheduler:
         """The best prediction so far, refreshed when the last round lifts the ensemble's validation."""
         if not self.test_audited and self.split_ is not None:
             self.test_audited = True
-            lengths = np.array([np.size(wave) for wave in test_x])
-            for finding in audit_clips(test_x, "test", seed=self.seed) + audit_test_lengths(lengths, self.train_max_s):
+            for finding in audit_clips(test_x, "test", seed=self.seed) + audit_test_lengths(test_x, self.train_max_s):
                 LOG.warning("input: %s", finding)
         candidate, self.pending = self.pending, None
         if candidate is None:

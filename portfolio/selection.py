@@ -19,7 +19,7 @@ import logging
 import math
 import time
 
-from offline_meta.db import MetaDbError, load_db, runs_at_budget
+from offline_meta.db import MetaDbError, config_id, load_db, runs_at_budget
 from portfolio.plans import check_plan
 
 LOG = logging.getLogger("autospeech.selection")
@@ -79,7 +79,7 @@ def choose_plan(
     distance : "euclidean" (RMS over shared features) or "manhattan" (mean absolute)
     exclude_sources : practice datasets of these sources are ignored (leave-one-source-out)
     incumbent : a plan kept, if it was run on all neighbours, unless the best beats it by more than
-        ``switch_margin`` (plans compare by content, names aside)
+        ``switch_margin`` (plans compare by ``config_id``: content, names aside)
 
     Returns
     -------
@@ -141,7 +141,8 @@ def choose_plan(
         raise SelectionError(f"no configuration was run on all of the nearest datasets {[n for _, n, _ in neighbours]}")
     configs = {r["config_id"]: r["config"] for r in runs if "config" in r} | db.get("configs", {})
     best = max(sorted(scores), key=lambda config: scores[config])
-    kept = next((c for c in sorted(scores) if incumbent and _same_plan(configs[c]["plan"], incumbent)), None)
+    incumbent_id = config_id(incumbent) if incumbent else None
+    kept = next((c for c in sorted(scores) if config_id(configs[c]["plan"]) == incumbent_id), None)
     why = "has the best"
     if kept is not None and kept != best and scores[best] - scores[kept] <= switch_margin:
         lead = scores[best] - scores[kept]
@@ -166,11 +167,6 @@ def choose_plan(
         ),
     }
     return plan, info
-
-
-def _same_plan(a: dict, b: dict) -> bool:
-    """Same plan content; names aside, as config ids are."""
-    return {k: v for k, v in a.items() if k != "name"} == {k: v for k, v in b.items() if k != "name"}
 
 
 def choose_plan_or_default(
