@@ -265,6 +265,12 @@ def real_rows(task: str, db: dict, suite: Path, task_out: Path, selection: dict,
         elif meta["config"] != selection["config"]:
             meta["note"] = f"in-process selection chose {selection['config'] or selection['reason']}"
 
+    if best_fixed is not None and meta["status"] != "error" and best_fixed == selection.get("config_id") \
+            and meta["config"] == selection["config"]:
+        # model.py ran the single best fixed plan itself: a second run would only measure run-to-run noise.
+        fixed = {**meta, "method": "single best fixed", "config": config_name(db, best_fixed),
+                 "note": "; ".join(filter(None, [fixed_reason, "the meta-selected run (same plan)"]))}
+        return [meta, fixed]
     plan = None if best_fixed is None else config_plan(db, best_fixed)
     if plan is None:
         note = fixed_reason if best_fixed is None else f"{fixed_reason}; the database holds no plan for it"

@@ -10,6 +10,7 @@ import pytest
 
 from harness.__main__ import main as harness_main
 from harness.dataset import atomic_write_json
+from harness import lodo
 from harness.lodo import evaluate_task, held_out_db, load_lodo_db, model_log_choice
 from offline_meta.db import config_id, new_db
 from tests.conftest import make_tone_dataset
@@ -206,11 +207,28 @@ def test_lodo_real_run_gives_model_py_the_held_out_db(setup, tmp_path, capsys):
     rows = read_rows(out)
     assert rows[("c", "meta-selected")]["config"] == "P" and rows[("c", "meta-selected")]["how"] == "run"
     assert rows[("c", "meta-selected")]["note"] == ""  # model.py and the in-process selection agree
-    assert 0.0 < alc_of(rows, "c", "meta-selected") <= 1.0 and 0.0 < alc_of(rows, "c", "single best fixed") <= 1.0
-    assert json.loads((out / "c" / "single_best.plan.json").read_text())["name"] == "P"
+    assert 0.0 < alc_of(rows, "c", "meta-selected") <= 1.0
+    # The single best fixed plan is P as well (mean 0.8 over a1, a2, b): the meta-selected run stands for it.
+    fixed = rows[("c", "single best fixed")]
+    assert fixed["config"] == "P" and alc_of(rows, "c", "single best fixed") == alc_of(rows, "c", "meta-selected")
+    assert "the meta-selected run (same plan)" in fixed["note"] and not (out / "c" / "single_best").exists()
 
     result = out / "c" / "meta_selected" / "result.json"
     mtime = result.stat().st_mtime_ns
     capsys.readouterr()
     assert harness_main(argv) == 0  # same budget: reused, not rerun
-    assert result.stat().st_mtime_ns == mtime and capsys.readouterr().out.count("reused") == 2
+    assert result.stat().st_mtime_ns == mtime and capsys.readouterr().out.count("reused") == 1
+
+
+def test_lodo_real_run_of_a_different_single_best_plan(setup, tmp_path, monkeypatch):
+    suite, db_path = setup
+    monkeypatch.setattr(lodo, "single_best_fixed", lambda held, time_budget: (cid("Q"), "forced by the test"))
+    out = tmp_path / "lodo"
+    argv = ["lodo", "--db", str(db_path), "--suite", str(suite), "--time-budget", str(T), "--out", str(out),
+            "--tasks", "c"]
+    assert harness_main(argv) == 0
+    rows = read_rows(out)
+    assert rows[("c", "meta-selected")]["config"] == "P" and rows[("c", "single best fixed")]["config"] == "Q"
+    assert json.loads((out / "c" / "single_best.plan.json").read_text())["name"] == "Q"
+    assert json.loads((out / "c" / "single_best" / "ingestion.json").read_text())["status"] == "done"
+    assert 0.0 < alc_of(rows, "c", "single best fixed") <= 1.0 and rows[("c", "single best fixed")]["how"] == "run"
