@@ -5,9 +5,14 @@
 
 Each LABEL=DIR names a `harness bench` output folder (its bench.csv), or, as
 LABEL=FILE.json:CONFIG, the runs of one configuration in a meta-database built by
-`python -m offline_meta build` (the same ingestion, so the same figures). The table has
-one row per task: the anchor's ALC and final score, then each source's; a last row holds
-the means over the tasks every column has.
+`python -m offline_meta build` (the same ingestion, so the same figures), or, as
+LABEL=FILE.csv:METHOD, one method's rows of a `harness lodo` table (its real runs of
+model.py). Several runs of one method join with `+` (LABEL=DIR1+DIR2+FILE.json:CONFIG):
+the label's ALC and final score are then the means over its runs on each task, with the
+number of runs and the ALC's standard deviation beside them. The table has one row per
+task: the anchor's ALC and final score, then each label's; a last row holds the means over
+the tasks every column has. `--versus A B` adds the per-task ALC difference A - B and counts
+the tasks where A is above, equal (to 4 decimals) and below B.
 """
 
 from __future__ import annotations
@@ -59,23 +64,72 @@ def read_db_config(db_path: str | Path, config_name: str) -> pd.DataFrame:
     return frame.set_index("task")[["alc", "final_score", "first_prediction_s"]]
 
 
+def read_lodo_method(csv_path: str | Path, method: str) -> pd.DataFrame:
+    """One method's rows of a `harness lodo` table (lodo.csv), indexed by task like a bench."""
+    path = Path(csv_path)
+    if not path.is_file():
+        raise HarnessError(f"{path}: missing; run `python -m harness lodo --out {path.parent}` first")
+    frame = pd.read_csv(path)
+    rows = frame[(frame["method"] == method) & (frame["task"] != "mean") & frame["alc"].notna()]
+    if rows.empty:
+        raise HarnessError(f"{path}: no row of method {method!r} with an ALC; it has {sorted(set(frame['method']))}")
+    return rows.set_index("task")[["alc", "final_score", "first_prediction_s"]]
+
+
 def read_source(spec: str) -> pd.DataFrame:
-    """A bench folder (DIR) or one configuration of a meta-database (FILE.json:CONFIG)."""
+    """A bench folder (DIR), a configuration of a meta-database (FILE.json:CONFIG) or a lodo method (FILE.csv:METHOD)."""
     path, _, config_name = spec.partition(".json:")
-    return read_db_config(path + ".json", config_name) if config_name else read_bench(spec)
+    if config_name:
+        return read_db_config(path + ".json", config_name)
+    path, _, method = spec.partition(".csv:")
+    return read_lodo_method(path + ".csv", method) if method else read_bench(spec)
+
+
+def read_runs(spec: str) -> pd.DataFrame:
+    """Several runs of one method (sources joined by `+`): mean ALC and final score per task, run count, ALC sd."""
+    frames = [read_source(part) for part in spec.split("+")]
+    runs = pd.concat(frames)[["alc", "final_score"]].astype(float)
+    grouped = runs.groupby(level=0)
+    summary = grouped.mean()
+    summary["runs"] = grouped["alc"].count()
+    summary["alc_sd"] = grouped["alc"].std(ddof=1)
+    return summary
 
 
 def comparison_table(benches: dict[str, pd.DataFrame], anchors: pd.DataFrame | None) -> pd.DataFrame:
-    """Columns `<label> ALC` and `<label> final` per source, tasks as rows, plus a mean row."""
+    """Columns `<label> ALC` and `<label> final` per source (and `runs`, `ALC sd` where a label has several runs),
+    tasks as rows, plus a mean row over the tasks every ALC and final column has."""
     sources = ({"2019 winner": anchors} if anchors is not None else {}) | benches
-    columns = {}
+    columns, value_columns = {}, []
     for label, frame in sources.items():
         columns[f"{label} ALC"] = frame["alc"]
         columns[f"{label} final"] = frame["final_score"]
+        value_columns += [f"{label} ALC", f"{label} final"]
+        if "runs" in frame and (frame["runs"] > 1).any():
+            columns[f"{label} runs"] = frame["runs"]
+            columns[f"{label} ALC sd"] = frame["alc_sd"]
     table = pd.DataFrame(columns)
     table = table.loc[sorted(set().union(*(frame.index for frame in benches.values())))]
-    table.loc["mean"] = table.dropna().mean()
+    complete = table.dropna(subset=value_columns)
+    table.loc["mean"] = complete.mean()
+    for column in table.columns:
+        if column.endswith(" runs") or column.endswith(" ALC sd"):
+            table.loc["mean", column] = float("nan")
     return table
+
+
+def versus(table: pd.DataFrame, first: str, second: str) -> tuple[pd.Series, str]:
+    """ALC of label `first` minus label `second` per task, and a one-line count of above / equal / below."""
+    for label in (first, second):
+        if f"{label} ALC" not in table:
+            raise HarnessError(f"--versus: no label {label!r}; the labels are {[c[:-4] for c in table if c.endswith(' ALC')]}")
+    both = table.drop(index="mean")[[f"{first} ALC", f"{second} ALC"]].dropna()
+    difference = (both[f"{first} ALC"] - both[f"{second} ALC"]).round(4)
+    above, equal, below = int((difference > 0).sum()), int((difference == 0).sum()), int((difference < 0).sum())
+    worst = f"; largest shortfall {-difference.min():.4f} ({difference.idxmin()})" if below else ""
+    line = (f"{first} - {second} ALC over {len(difference)} tasks: above on {above}, equal on {equal}, "
+            f"below on {below}{worst}")
+    return difference, line
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -83,7 +137,8 @@ def to_markdown(table: pd.DataFrame) -> str:
     rule = "|---|" + "---:|" * len(table.columns)
     lines = [header, rule]
     for task, row in table.iterrows():
-        cells = ["" if pd.isna(v) else f"{v:.4f}" for v in row]
+        cells = ["" if pd.isna(v) else f"{v:.0f}" if column.endswith(" runs") else f"{v:.4f}"
+                 for column, v in row.items()]
         name = f"**{task}**" if task == "mean" else task
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -93,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "benches", nargs="+", metavar="LABEL=SOURCE",
-        help="a bench output folder, or FILE.json:CONFIG for one configuration of a meta-database",
+        help="a bench output folder, FILE.json:CONFIG (a meta-database configuration) or FILE.csv:METHOD "
+             "(a lodo method); several runs joined by +",
     )
+    parser.add_argument("--versus", nargs=2, metavar=("A", "B"), help="add the per-task ALC difference A - B")
     parser.add_argument("--anchors", default=None, help="ANCHORS.md with the 2019 winner's table")
     parser.add_argument("--out", default=None, help="write the markdown table here (default: print it)")
     args = parser.parse_args(argv)
@@ -102,12 +159,18 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [item.split("=", 1) for item in args.benches]
         if any(len(pair) != 2 for pair in pairs):
             raise HarnessError(f"each source must be LABEL=DIR or LABEL=FILE.json:CONFIG, got {args.benches!r}")
-        benches = {label: read_source(source) for label, source in pairs}
+        benches = {label: read_runs(source) for label, source in pairs}
         anchors = read_anchors(args.anchors) if args.anchors else None
+        table = comparison_table(benches, anchors)
+        if args.versus:
+            difference, summary = versus(table, *args.versus)
+            first, second = args.versus
+            table[f"{first} - {second} ALC"] = difference
+            table.loc["mean", f"{first} - {second} ALC"] = table.loc["mean", f"{first} ALC"] - table.loc["mean", f"{second} ALC"]
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    markdown = to_markdown(comparison_table(benches, anchors))
+    markdown = to_markdown(table) + (f"\n{summary}\n" if args.versus else "")
     if args.out:
         atomic_write_bytes(Path(args.out), markdown.encode())
     print(markdown, end="")

@@ -69,3 +69,30 @@ def test_compare_reads_one_configuration_of_a_meta_database(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[2] == "| alpha | 0.9000 | 0.9500 | 0.7000 | 0.8000 |"
     assert main([f"svm={tmp_path / 'meta_db.json'}:svm"]) == 2
     assert "no run of configuration 'svm' at 300.0 s; it has ['cnn', 'lstm']" in capsys.readouterr().err
+
+
+def test_compare_averages_repeated_runs_and_counts_wins(tmp_path, capsys):
+    write_bench(tmp_path / "full1", [("alpha", 0.90, 0.95), ("beta", 0.70, 0.80), ("gamma", 0.50, 0.60)])
+    write_bench(tmp_path / "full2", [("alpha", 0.80, 0.85), ("beta", 0.70, 0.80)])
+    (tmp_path / "lodo.csv").write_text(
+        "task,method,config,alc,final_score,first_prediction_s,rank,gap_to_oracle,how,status,note\n"
+        "alpha,meta-selected,default,0.70,0.75,0.5,1,0,run,ok,\n"
+        "alpha,oracle,default,0.99,0.99,0.5,1,0,recorded,ok,\n"
+        "gamma,meta-selected,default,0.40,0.50,0.5,1,0,run,ok,\n"
+        "mean,meta-selected,,0.55,,,,,,,\n"
+    )
+    write_bench(tmp_path / "lin", [("alpha", 0.85, 0.9), ("beta", 0.70, 0.8), ("gamma", 0.46, 0.5)])
+    full = f"{tmp_path / 'full1'}+{tmp_path / 'full2'}+{tmp_path / 'lodo.csv'}:meta-selected"
+    assert main([f"full={full}", f"lin={tmp_path / 'lin'}", "--versus", "full", "lin"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| task | full ALC | full final | full runs | full ALC sd | lin ALC | lin final | full - lin ALC |"
+    # alpha: three runs (0.9, 0.8, 0.7) with mean 0.8 and sd 0.1; beta: two; gamma: full1 and the lodo row.
+    assert lines[2] == "| alpha | 0.8000 | 0.8500 | 3 | 0.1000 | 0.8500 | 0.9000 | -0.0500 |"
+    assert lines[3] == "| beta | 0.7000 | 0.8000 | 2 | 0.0000 | 0.7000 | 0.8000 | 0.0000 |"
+    assert lines[4] == "| gamma | 0.4500 | 0.5500 | 2 | 0.0707 | 0.4600 | 0.5000 | -0.0100 |"
+    assert lines[-1] == ("full - lin ALC over 3 tasks: above on 0, equal on 1, below on 2; "
+                         "largest shortfall 0.0500 (alpha)")
+    assert main([f"full={tmp_path / 'full1'}", f"lin={tmp_path / 'lin'}", "--versus", "full", "cnn"]) == 2
+    assert "--versus: no label 'cnn'" in capsys.readouterr().err
+    assert main([f"x={tmp_path / 'lodo.csv'}:random"]) == 2
+    assert "no row of method 'random' with an ALC" in capsys.readouterr().err
