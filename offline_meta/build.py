@@ -27,7 +27,7 @@ from harness.evaluate import run_and_score
 from harness.ingestion import PLATFORM_META_KEYS
 from metafeatures import VERSION as METAFEATURES_VERSION
 from metafeatures import compute_metafeatures_detailed
-from offline_meta.db import SCHEMA_VERSION, finite_or_none, load_db, record_key, run_key, utc_now
+from offline_meta.db import RUN_STATUSES, SCHEMA_VERSION, finite_or_none, load_db, record_key, run_key, utc_now
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SEED = 0  # model.py runs its scheduler with the default seed; runs are not repeated
@@ -60,23 +60,30 @@ def code_version(root: Path = PROJECT_DIR) -> str | None:
     return sha + ("-dirty" if changes else "") if sha else None
 
 
-def run_status(harness_status: str, n_predictions: int, error: str | None) -> str:
-    """Map the ingestion's status to the database's `ok|timeout|memout|crash|other`.
+# Ingestion status -> database status for the outcomes that need no further look;
+# `run_status` handles the two that depend on the run's predictions or error.
+HARNESS_TO_RUN_STATUS = {
+    "done": "ok",
+    "stopped": "ok",
+    "timeout": "timeout",
+    "init_timeout": "timeout",
+    "crash": "crash",
+    "bad_prediction": "crash",
+}
+assert set(HARNESS_TO_RUN_STATUS.values()) <= set(RUN_STATUSES)
 
-    A run that reached the budget after delivering predictions is `ok`: anytime members
-    are meant to use the whole budget, and the ingestion only stops them there.
-    """
-    if harness_status in ("done", "stopped"):
+
+def run_status(harness_status: str, n_predictions: int, error: str | None) -> str:
+    """Map the ingestion's status to the database's `ok|timeout|memout|crash|other`."""
+    # A timeout after delivering predictions is `ok`: anytime members are meant to use
+    # the whole budget, and the ingestion only stops them there.
+    if harness_status == "timeout" and n_predictions:
         return "ok"
-    if harness_status == "timeout":
-        return "ok" if n_predictions else "timeout"
-    if harness_status == "init_timeout":
-        return "timeout"
-    if harness_status == "crash":
-        return "memout" if error and "SIGKILL" in error else "crash"
-    if harness_status == "bad_prediction":
-        return "crash"
-    return "other"
+    # A model process that died of SIGKILL (the ingestion's crash message says so)
+    # was, in practice, taken by the out-of-memory killer.
+    if harness_status == "crash" and error and "SIGKILL" in error:
+        return "memout"
+    return HARNESS_TO_RUN_STATUS.get(harness_status, "other")
 
 
 def discover_datasets(suite: Path, tasks: list[str] | None = None) -> dict[str, Path]:

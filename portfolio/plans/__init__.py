@@ -47,7 +47,22 @@ def check_plan(plan: dict, members: dict, where: str = "plan") -> dict:
             raise PlanError(f"{where}: step {index} has unknown keys {sorted(unknown)}")
         if not isinstance(step.get("params", {}), dict):
             raise PlanError(f"{where}: step {index} params must be an object, got {step['params']!r}")
+        check_step_params(members[step["member"]], step.get("params", {}), f"{where}: step {index} ({step['member']})")
     return plan
+
+
+def check_step_params(member_class: type, params: dict, where: str) -> None:
+    """Build the member with `params` and check them, so a misspelled or out-of-range hyperparameter
+    stops the plan before it runs instead of failing at the step's first round mid-run.
+
+    Classes without declared constraints (no `_check_params`, e.g. test stand-ins) are not built.
+    """
+    if not hasattr(member_class, "_check_params"):
+        return
+    try:
+        member_class(**params)._check_params()
+    except (TypeError, ValueError) as error:  # unknown keyword; MemberError (a ValueError) for a bad value
+        raise PlanError(f"{where} params {params!r}: {error}") from error
 
 
 def load_plan(path: str | Path, members: dict) -> dict:

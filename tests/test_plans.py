@@ -1,0 +1,41 @@
+"""Plan checking: a bad plan stops before it runs, with a message naming the plan, the step and the value."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from portfolio.plans import PlanError, check_plan, default_plan, keep_members, load_plan
+from portfolio.registry import MEMBERS
+
+
+def plan_with(params: dict, member: str = "linear") -> dict:
+    return {"name": "p", "steps": [{"member": "linear", "params": {"max_s": 1.0}}, {"member": member, "params": params}]}
+
+
+def test_the_default_plan_and_its_member_subsets_pass():
+    plan = default_plan()
+    assert check_plan(plan, MEMBERS) is plan
+    for member in ("linear", "cnn", "lstm_attention"):
+        check_plan(keep_members(plan, [member]), MEMBERS)
+
+
+@pytest.mark.parametrize("member, params, message", [
+    ("linear", {"max_secs": 3.0}, "unexpected keyword argument 'max_secs'"),
+    ("linear", {"C": -1.0}, "C must be"),
+    ("cnn", {"lr": 0.0}, "lr must be"),
+    ("lstm_attention", {"batch_size": "big"}, "batch_size must be"),
+])
+def test_a_bad_hyperparameter_names_the_step_and_the_value(member, params, message):
+    with pytest.raises(PlanError) as caught:
+        check_plan(plan_with(params, member), MEMBERS, where="my_plan.json")
+    text = str(caught.value)
+    assert text.startswith(f"my_plan.json: step 1 ({member}) params {params!r}") and message in text
+
+
+def test_load_plan_names_the_file(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(plan_with({"n_mel": 40})))
+    with pytest.raises(PlanError, match=r"bad\.json: step 1 \(linear\) params .*n_mel"):
+        load_plan(path, MEMBERS)
