@@ -49,13 +49,19 @@ class Model:
     def __init__(self, metadata: dict):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.metadata = metadata
-        self.forced_plan_path = os.environ.get("AUTOSPEECH_PLAN")
-        self.default_plan = load_plan(self.forced_plan_path or default_plan_path(), MEMBERS)
+        forced_plan_path = os.environ.get("AUTOSPEECH_PLAN")
+        # The plan AUTOSPEECH_PLAN forces (selection is skipped), or None.
+        self.forced_plan: dict | None = load_plan(forced_plan_path, MEMBERS) if forced_plan_path else None
+        # Selection's incumbent and fallback; not needed, so not loaded, when a plan is forced.
+        self.default_plan: dict | None = (
+            None if self.forced_plan is not None else load_plan(default_plan_path(), MEMBERS)
+        )
         self.scheduler: Scheduler | None = None
         warm_up()
 
     @property
     def done_training(self) -> bool:
+        """True once no round of the plan fits the remaining budget, so ingestion stops calling train."""
         return self.scheduler is not None and self.scheduler.done_training
 
     @property
@@ -66,9 +72,9 @@ class Model:
         return float(self.scheduler.best_score)
 
     def _choose_plan(self, x_train: list, y_train: np.ndarray) -> dict:
-        if self.forced_plan_path:
-            LOG.info("plan %s forced by AUTOSPEECH_PLAN", self.default_plan.get("name"))
-            return self.default_plan
+        if self.forced_plan is not None:
+            LOG.info("plan %s forced by AUTOSPEECH_PLAN", self.forced_plan.get("name"))
+            return self.forced_plan
         metafeatures = compute_metafeatures(x_train, y_train, self.metadata)
         db_path = os.environ.get("AUTOSPEECH_META_DB", META_DB_PATH)
         plan, info = choose_plan_or_default(metafeatures, db_path, self.default_plan, members=MEMBERS)
@@ -78,14 +84,18 @@ class Model:
     def _remaining(self, remaining_time_budget) -> float:
         return float(self.metadata["time_budget"] if remaining_time_budget is None else remaining_time_budget)
 
-    def train(self, train_dataset, remaining_time_budget=None):
+    def train(
+        self, train_dataset: tuple[list[np.ndarray], np.ndarray], remaining_time_budget: float | None = None
+    ) -> None:
+        """Run one plan round per call (choosing the plan on the first), so each test can improve early."""
         x_train, y_train = train_dataset
         y_train = np.asarray(y_train)
         if self.scheduler is None:
             self.scheduler = Scheduler(self.metadata, self._choose_plan(x_train, y_train))
         self.scheduler.train(x_train, y_train, self._remaining(remaining_time_budget))
 
-    def test(self, test_x, remaining_time_budget=None):
+    def test(self, test_x: list[np.ndarray], remaining_time_budget: float | None = None) -> np.ndarray:
+        """The best prediction on validation so far, so the learning curve never falls between rounds."""
         if self.scheduler is None:
             raise RuntimeError("Model.test called before Model.train")
         return self.scheduler.test(test_x, self._remaining(remaining_time_budget))

@@ -11,6 +11,7 @@ from harness.evaluate import run_and_score, score_out_dir, summary_line
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `run`, `score`, `bench` and `lodo` subcommands and their options."""
     parser = argparse.ArgumentParser(prog="python -m harness", description="Local AutoSpeech ingestion and scoring.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line entry; 2 on a HarnessError, so scripts can tell bad input from a crash."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args.command == "bench":

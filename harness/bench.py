@@ -22,6 +22,7 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -100,7 +101,8 @@ def mean_alc(rows: list[dict]) -> float:
     return sum(row["alc"] or 0.0 for row in rows) / len(rows) if rows else 0.0
 
 
-def _fmt(value, spec: str = ".4f") -> str:
+def fmt_number(value: float | None, spec: str = ".4f") -> str:
+    """`value` formatted by `spec` for a markdown cell; a dash for a missing value, so tables stay aligned."""
     return "–" if value is None else format(value, spec)
 
 
@@ -126,8 +128,9 @@ def format_markdown(rows: list[dict], header: dict) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['task']} | {_fmt(r['alc'])} | {_fmt(r['final_score'])} | {_fmt(r['first_prediction_s'], '.1f')} | "
-            f"{r['n_predictions']} | {r['status']} | {_fmt(r['wall_s'], '.1f')} | {_fmt(r['peak_rss_mb'], '.0f')} |"
+            f"| {r['task']} | {fmt_number(r['alc'])} | {fmt_number(r['final_score'])} | "
+            f"{fmt_number(r['first_prediction_s'], '.1f')} | {r['n_predictions']} | {r['status']} | "
+            f"{fmt_number(r['wall_s'], '.1f')} | {fmt_number(r['peak_rss_mb'], '.0f')} |"
         )
     lines.append(f"| **mean ALC** ({len(rows)} tasks, errors count 0) | **{mean_alc(rows):.4f}** | | | | | | |")
     notes = [f"- {r['task']} ({r['status']}): {_last_line(r['error'])}" for r in rows if r["error"]]
@@ -167,7 +170,7 @@ def run_bench(
     plan: str | Path | None = None,
     members: list[str] | None = None,
     command: str | None = None,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> list[dict]:
     """Run and score `code_dir/model.py` on each task of `suite`; return the table rows.
 

@@ -1,7 +1,7 @@
 """Put several bench results side by side, with the 2019 winner's figures from ANCHORS.md.
 
     python -m harness.compare full=results/bench linear=results/bench-linear \
-        --anchors ../shared/ANCHORS.md --out docs/comparison.md
+        --anchors ../shared/ANCHORS.md
 
 Each LABEL=DIR names a `harness bench` output folder (its bench.csv), or, as
 LABEL=FILE.json:CONFIG, the runs of one configuration in a meta-database built by
@@ -28,15 +28,38 @@ from harness.dataset import atomic_write_bytes
 from harness.errors import HarnessError
 
 ANCHOR_ROW = re.compile(r"^\|\s*([a-z0-9_]+)\s*\|\s*([0-9.]+)\s*\|\s*([0-9.]+)\s*\|\s*([0-9.]+)\s*\|")
+SOURCE_FORMS = "LABEL=DIR, LABEL=FILE.json:CONFIG or LABEL=FILE.csv:METHOD"
 
 
 def read_anchors(path: str | Path) -> pd.DataFrame:
     """The anchor table of ANCHORS.md: task -> ALC, first prediction, final score."""
-    rows = [m.groups() for line in Path(path).read_text().splitlines() if (m := ANCHOR_ROW.match(line))]
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"{path}: anchors file missing")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise HarnessError(f"{path}: anchors file not readable ({error})") from error
+    rows = [m.groups() for line in text.splitlines() if (m := ANCHOR_ROW.match(line))]
     if not rows:
         raise HarnessError(f"{path}: no table rows of the form | task | ALC | first | final |")
     frame = pd.DataFrame(rows, columns=["task", "alc", "first_prediction_s", "final_score"]).set_index("task")
     return frame.astype(float)
+
+
+def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A results csv with `columns`, ALC and final score numeric; anything else is a HarnessError naming it."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise HarnessError(f"{path}: not a readable csv ({error})") from error
+    missing = [column for column in columns if column not in frame]
+    if missing:
+        raise HarnessError(f"{path}: lacks columns {missing}; it has {list(frame.columns)}")
+    for column in ("alc", "final_score"):
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise HarnessError(f"{path}: column {column!r} must hold numbers")
+    return frame
 
 
 def read_bench(directory: str | Path) -> pd.DataFrame:
@@ -44,7 +67,7 @@ def read_bench(directory: str | Path) -> pd.DataFrame:
     path = Path(directory) / "bench.csv"
     if not path.is_file():
         raise HarnessError(f"{path}: missing; run `python -m harness bench --out {directory}` first")
-    frame = pd.read_csv(path)
+    frame = _read_table(path, ("task", "alc", "final_score"))
     return frame[frame["task"] != "mean"].set_index("task")
 
 
@@ -69,7 +92,7 @@ def read_lodo_method(csv_path: str | Path, method: str) -> pd.DataFrame:
     path = Path(csv_path)
     if not path.is_file():
         raise HarnessError(f"{path}: missing; run `python -m harness lodo --out {path.parent}` first")
-    frame = pd.read_csv(path)
+    frame = _read_table(path, ("task", "method", "alc", "final_score", "first_prediction_s"))
     rows = frame[(frame["method"] == method) & (frame["task"] != "mean") & frame["alc"].notna()]
     if rows.empty:
         raise HarnessError(f"{path}: no row of method {method!r} with an ALC; it has {sorted(set(frame['method']))}")
@@ -133,6 +156,7 @@ def versus(table: pd.DataFrame, first: str, second: str) -> tuple[pd.Series, str
 
 
 def to_markdown(table: pd.DataFrame) -> str:
+    """The comparison as a markdown table: counts as integers, scores to 4 decimals, the mean row bold."""
     header = "| task | " + " | ".join(table.columns) + " |"
     rule = "|---|" + "---:|" * len(table.columns)
     lines = [header, rule]
@@ -145,6 +169,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: print (and with --out write) the comparison; 2 on a HarnessError."""
     parser = argparse.ArgumentParser(prog="python -m harness.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "benches", nargs="+", metavar="LABEL=SOURCE",
@@ -157,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         pairs = [item.split("=", 1) for item in args.benches]
-        if any(len(pair) != 2 for pair in pairs):
-            raise HarnessError(f"each source must be LABEL=DIR or LABEL=FILE.json:CONFIG, got {args.benches!r}")
+        for item, pair in zip(args.benches, pairs):
+            if len(pair) != 2:
+                raise HarnessError(f"each source must be {SOURCE_FORMS}, got {item!r}")
         benches = {label: read_runs(source) for label, source in pairs}
         anchors = read_anchors(args.anchors) if args.anchors else None
         table = comparison_table(benches, anchors)

@@ -184,13 +184,15 @@ class _Child:
 
 
 def _died_message(process) -> str:
+    """Why the model process stopped answering; its pipe can close a moment before it has exited."""
+    process.join(timeout=2.0)
     code = process.exitcode
     if code is not None and code < 0 and -code == signal.SIGKILL:
         return f"model process was killed (SIGKILL, exit code {code}; out of memory?)"
     return f"model process exited without a reply (exit code {code})"
 
 
-def check_prediction(prediction, test_num: int, class_num: int) -> str | None:
+def check_prediction(prediction: np.ndarray, test_num: int, class_num: int) -> str | None:
     """Return why a prediction is unusable, or None if it is fine."""
     if prediction.shape != (test_num, class_num):
         return f"prediction must have shape ({test_num}, {class_num}), got {prediction.shape}"
@@ -302,10 +304,30 @@ def run_ingestion(
 
 
 def load_predictions(out_dir: str | os.PathLike) -> tuple[dict, list[tuple[float, np.ndarray]]]:
-    """Read ingestion.json and the predictions it lists, as (time, array) pairs."""
+    """Read ingestion.json and the predictions it lists, as (time, array) pairs.
+
+    A torn or hand-edited run folder raises IngestionError naming the file, not a bare
+    JSON or key error from deep inside.
+    """
     out_dir = Path(out_dir)
     path = out_dir / "ingestion.json"
     if not path.is_file():
         raise IngestionError(f"{path}: missing; run the ingestion first")
-    report = json.loads(path.read_text())
-    return report, [(p["t_s"], np.load(out_dir / p["file"])) for p in report["predictions"]]
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise IngestionError(f"{path}: not readable JSON ({error}); rerun the ingestion") from error
+    try:
+        listed = [(float(p["t_s"]), p["file"]) for p in report["predictions"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise IngestionError(
+            f"{path}: must be an ingestion report with predictions of 't_s' and 'file' ({error!r}); "
+            "rerun the ingestion"
+        ) from error
+    predictions = []
+    for t_s, file in listed:
+        try:
+            predictions.append((t_s, np.load(out_dir / file)))
+        except (OSError, ValueError) as error:
+            raise IngestionError(f"{out_dir / file}: listed in {path} but not a readable .npy ({error})") from error
+    return report, predictions

@@ -35,9 +35,10 @@ import random
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from harness.bench import finished_result, machine_line, suite_tasks
+from harness.bench import finished_result, fmt_number, machine_line, suite_tasks
 from harness.dataset import atomic_write_bytes, atomic_write_json
 from harness.errors import HarnessError
 from harness.evaluate import run_and_score
@@ -214,7 +215,8 @@ def model_log_choice(log_path: Path) -> tuple[str, str] | None:
 
 
 def run_row(task: str, method: str, config: str | None, dataset: Path, run_out: Path, time_budget: float,
-            model_env: dict, *, force: bool, note: str = "", log=print) -> dict:
+            model_env: dict, *, force: bool, note: str = "",
+            log: Callable[[str], None] = print) -> dict:
     """A method's row from a run of model.py into `run_out`, or from its result.json of the same budget.
 
     A run the harness cannot carry out becomes an error row.
@@ -251,7 +253,8 @@ def simulated_rows(task: str, db: dict, on_task: dict[str, dict], selection: dic
 
 
 def real_rows(task: str, db: dict, suite: Path, task_out: Path, selection: dict, best_fixed: str | None,
-              fixed_reason: str, *, time_budget: float, force: bool, log=print) -> list[dict]:
+              fixed_reason: str, *, time_budget: float, force: bool,
+              log: Callable[[str], None] = print) -> list[dict]:
     """Meta-selected and single best fixed rows from runs of model.py (the held-out database is written)."""
     dataset, run_out = suite / task, task_out / "meta_selected"
     # An empty AUTOSPEECH_PLAN keeps a plan forced in the caller's environment from skipping selection.
@@ -283,7 +286,8 @@ def real_rows(task: str, db: dict, suite: Path, task_out: Path, selection: dict,
 
 
 def evaluate_task(task: str, db: dict, suite: Path, out: Path, *, time_budget: float, simulate: bool, k: int,
-                  random_seeds: int, force: bool, log=print) -> tuple[list[dict], dict]:
+                  random_seeds: int, force: bool,
+                  log: Callable[[str], None] = print) -> tuple[list[dict], dict]:
     """The five method rows on one task, and the selection made for it (neighbours, distances)."""
     source = source_of(db, task)
     held = held_out_db(db, source, time_budget)
@@ -341,10 +345,6 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
     return summary
 
 
-def _fmt(value, spec: str = ".4f") -> str:
-    return "–" if value is None else format(value, spec)
-
-
 def _cell(text) -> str:
     return str(text or "").replace("|", "\\|").replace("\n", " ")
 
@@ -372,7 +372,10 @@ def format_markdown(rows: list[dict], selections: list[dict], header: dict) -> s
         "|---|---:|---:|---:|---:|",
     ]
     for method, s in summary.items():
-        lines.append(f"| {method} | {s['n']} | {_fmt(s['alc'])} | {_fmt(s['rank'], '.2f')} | {_fmt(s['gap_to_oracle'])} |")
+        lines.append(
+            f"| {method} | {s['n']} | {fmt_number(s['alc'])} | {fmt_number(s['rank'], '.2f')} | "
+            f"{fmt_number(s['gap_to_oracle'])} |"
+        )
     lines += [
         "",
         "Means are over the tasks where the method has a value; ranks are among the methods with a value on the task "
@@ -385,7 +388,7 @@ def format_markdown(rows: list[dict], selections: list[dict], header: dict) -> s
     ]
     for task in tasks:
         cells = {r["method"]: r for r in rows if r["task"] == task}
-        lines.append(f"| {task} | " + " | ".join(_fmt(cells[m]["alc"]) for m in METHODS) + " |")
+        lines.append(f"| {task} | " + " | ".join(fmt_number(cells[m]["alc"]) for m in METHODS) + " |")
     lines += [
         "",
         "## Every cell",
@@ -395,8 +398,9 @@ def format_markdown(rows: list[dict], selections: list[dict], header: dict) -> s
     ]
     for r in rows:
         lines.append(
-            f"| {r['task']} | {r['method']} | {_cell(r['config'])} | {_fmt(r['alc'])} | {_fmt(r['final_score'])} | "
-            f"{_fmt(r['first_prediction_s'], '.1f')} | {_fmt(r['rank'], '.1f')} | {_fmt(r['gap_to_oracle'])} | "
+            f"| {r['task']} | {r['method']} | {_cell(r['config'])} | {fmt_number(r['alc'])} | "
+            f"{fmt_number(r['final_score'])} | {fmt_number(r['first_prediction_s'], '.1f')} | "
+            f"{fmt_number(r['rank'], '.1f')} | {fmt_number(r['gap_to_oracle'])} | "
             f"{r['how']} | {r['status']} | {_cell(r['note'])} |"
         )
     lines += ["", "## Neighbours chosen (held-out database, in-process `choose_plan`)", ""]
@@ -484,7 +488,7 @@ def run_lodo(
     random_seeds: int = 3,
     force: bool = False,
     command: str | None = None,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> list[dict]:
     """Evaluate the five methods on every task held out in turn; return the rows (also in lodo.md/csv/png)."""
     suite, out = Path(suite), Path(out)
@@ -519,7 +523,7 @@ def run_lodo(
         rows += task_rows
         selections.append(selection)
         write_reports(out, rows, selections, header)
-        log("  " + " | ".join(f"{r['method']} {_fmt(r['alc'])}" for r in task_rows))
+        log("  " + " | ".join(f"{r['method']} {fmt_number(r['alc'])}" for r in task_rows))
     log(f"wrote {out}/lodo.md, lodo.csv, lodo.png")
     return rows
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
+import io
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -236,21 +235,15 @@ def _new_axes(title: str) -> tuple[Any, Any]:
     return fig, ax
 
 
-def _save_png_atomic(fig: Any, path: str | os.PathLike[str]) -> None:
-    """Write ``fig`` as a PNG to ``path`` via a temporary file and ``os.replace``."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(
-        dir=os.path.dirname(os.path.abspath(path)), prefix=".", suffix=".png.tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def _save_png(fig: Any, path: str | os.PathLike[str]) -> None:
+    """Write ``fig`` as a PNG atomically, so a reader never sees a half-written plot."""
+    # Imported here: the runtime imports this module, and the submission zip carries
+    # only the modules the runtime loads.
+    from harness.dataset import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_learning_curve(
@@ -260,7 +253,7 @@ def plot_learning_curve(
     fig, ax = _new_axes(f"{title} (ALC = {result['alc']:.4f})")
     _draw_step_curve(ax, result, label=None, alpha=0.3)
     _add_seconds_axis(ax, result["time_budget"], result.get("t0", T0_S))
-    _save_png_atomic(fig, path)
+    _save_png(fig, path)
 
 
 def plot_learning_curves(
@@ -276,4 +269,4 @@ def plot_learning_curves(
     if len(budgets) == 1:  # real seconds only mean one thing if all runs share T, t0
         _add_seconds_axis(ax, *budgets.pop())
     ax.legend(fontsize=8, loc="lower right")
-    _save_png_atomic(fig, path)
+    _save_png(fig, path)

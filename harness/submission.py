@@ -10,12 +10,14 @@ module or carry tests, datasets or results.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+from harness.dataset import atomic_write_bytes
 from harness.errors import HarnessError
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -62,18 +64,17 @@ def submission_files(root: Path = PROJECT_DIR) -> list[Path]:
 
 def build_submission(out: str | Path, root: Path = PROJECT_DIR) -> list[Path]:
     """Write the zip (atomically) and return the relative paths it holds."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     files = submission_files(root)
-    tmp = out.with_name(out.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for relative in files:
             archive.write(root / relative, relative.as_posix())
-    tmp.replace(out)
+    atomic_write_bytes(Path(out), buffer.getvalue())
     return files
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: build the zip and list what it holds; 2 on a HarnessError."""
     parser = argparse.ArgumentParser(prog="python -m harness.submission", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="dist/submission.zip", help="zip to write (default: dist/submission.zip)")
     args = parser.parse_args(argv)

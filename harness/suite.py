@@ -189,9 +189,17 @@ def select_clips(
 
 
 def split_clips(
-    selection: pd.DataFrame, label: str, *, test_fraction: float = TEST_FRACTION, seed: int = SEED
+    selection: pd.DataFrame,
+    label: str,
+    *,
+    task: str = "selection",
+    test_fraction: float = TEST_FRACTION,
+    seed: int = SEED,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified deterministic split: per class `max(1, round(f n))` test clips; both parts shuffled."""
+    """Stratified deterministic split: per class `max(1, round(f n))` test clips; both parts shuffled.
+
+    `task` names the clips' origin (e.g. manifest and task) in errors, so a failing build says where to look.
+    """
     if not 0.0 < test_fraction < 1.0:
         raise DatasetError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
     train_parts, test_parts = [], []
@@ -199,7 +207,7 @@ def split_clips(
     for name, group in selection.groupby(label, sort=True):
         n = len(group)
         if n < 2:
-            raise DatasetError(f"class {name!r} must have >= 2 clips to be split, got {n}")
+            raise DatasetError(f"{task}: class {name!r} must have >= 2 clips to be split, got {n}")
         n_test = min(n - 1, max(1, math.floor(test_fraction * n + 0.5)))
         order = _class_rng(seed, name, 1).permutation(n)
         test_parts.append(group.iloc[np.sort(order[:n_test])])
@@ -235,7 +243,13 @@ def plan_task(
 ) -> TaskPlan:
     """Select, split and fingerprint one task without touching audio."""
     selection = select_clips(spec, manifest, max_per_class=max_per_class, seed=seed)
-    train, test = split_clips(selection, spec.label, test_fraction=test_fraction, seed=seed)
+    train, test = split_clips(
+        selection,
+        spec.label,
+        task=f"{spec.source_dir / 'manifest.csv'}: task {spec.name}",
+        test_fraction=test_fraction,
+        seed=seed,
+    )
     params = {
         "time_budget": time_budget,
         "max_per_class": max_per_class,
@@ -418,22 +432,6 @@ def _build_source(
         write_task(plan, out, audio)
         status[plan.spec.name] = "built"
     return status
-
-
-def build_task(
-    spec: TaskSpec,
-    out: str | Path,
-    *,
-    time_budget: float = TIME_BUDGET_S,
-    max_per_class: int | None = None,
-    force: bool = False,
-    n_jobs: int = N_JOBS,
-    progress: bool = True,
-) -> dict:
-    """Build one task's dataset under `out` unless up to date; return its summary row with `status`."""
-    plan = plan_task(spec, read_manifest(spec.source_dir), time_budget=time_budget, max_per_class=max_per_class)
-    status = _build_source([plan], Path(out), force=force, n_jobs=n_jobs, progress=progress)
-    return {**dataset_summary(out, spec.name), "status": status[spec.name]}
 
 
 def build_suite(

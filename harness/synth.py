@@ -62,7 +62,9 @@ def render_clip(recipe: dict, duration_s: float, rng: np.random.Generator) -> np
     return signal.astype(np.float32)
 
 
-def make_split(recipes: list[dict], n_clips: int, min_s: float, max_s: float, rng: np.random.Generator):
+def make_split(
+    recipes: list[dict], n_clips: int, min_s: float, max_s: float, rng: np.random.Generator
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Balanced labels (every class at least once when n_clips allows), shuffled order."""
     n_classes = len(recipes)
     labels = np.resize(np.arange(n_classes), n_clips)
@@ -94,6 +96,7 @@ def make_synth_dataset(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: write one synthetic dataset with the given sizes and seed."""
     parser = argparse.ArgumentParser(prog="python -m harness.synth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="data/synth", help="root directory to write <name>.data into")
     parser.add_argument("--name", default="synth")

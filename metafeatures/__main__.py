@@ -13,7 +13,11 @@ from metafeatures.features import compute_metafeatures_detailed, describe
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m metafeatures", description=__doc__.split(":")[1].strip())
+    """Print the meta-features of one dataset's training data; 2 when the dataset cannot be read."""
+    parser = argparse.ArgumentParser(
+        prog="python -m metafeatures",
+        description="print a dataset's meta-features, one per line, with their meaning.",
+    )
     parser.add_argument("dataset", help="a <name>.data directory or a folder holding exactly one")
     parser.add_argument("--seed", type=int, default=0, help="seed of the acoustic subsample (default 0)")
     args = parser.parse_args(argv)

@@ -13,15 +13,17 @@ from offline_meta.build import BuildError, build
 from offline_meta.configs import ConfigError, load_configs
 from offline_meta.db import MetaDbError, load_db
 from offline_meta.loo import leave_one_source_out
-from portfolio.plans import default_plan
 from offline_meta.simulate import (
     SimulationError, compare_with_real, format_steps, greedy_portfolio, load_runs, steps_to_plan,
 )
-from portfolio.plans import PlanError, check_plan
+from portfolio.plans import PlanError, check_plan, default_plan
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m offline_meta", description=__doc__.split(":", 1)[1].strip())
+    """The `build`, `simulate` and `greedy` subcommands and their options."""
+    parser = argparse.ArgumentParser(
+        prog="python -m offline_meta", description="build meta_db.json, check and use its simulation."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     build = commands.add_parser("build", help="run every (dataset, configuration) missing from the database")
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_build(args: argparse.Namespace, argv: list[str]) -> int:
+    """Fill the database with the missing runs; 1 when some could not run (they are retried next time)."""
     command = shlex.join([sys.executable, "-m", "offline_meta", *argv])
     configs = load_configs(args.configs)
     summary = build(
@@ -63,6 +66,7 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    """Print how well the simulation matches real runs, the leave-one-source-out selection and the greedy portfolio."""
     db = load_db(args.db)
     runs = load_runs(db, args.time_budget)
     print(f"{args.db}: time budget {runs.time_budget:g} s, {len(runs.best_alc)} datasets, "
@@ -102,6 +106,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def run_greedy(args: argparse.Namespace) -> int:
+    """Write the greedy portfolio as a checked plan file."""
     from portfolio.registry import MEMBERS  # loads TensorFlow: only here
 
     runs = load_runs(load_db(args.db), args.time_budget)
@@ -114,6 +119,7 @@ def run_greedy(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line entry; 2 on a known error, so scripts can tell bad input from a crash."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:

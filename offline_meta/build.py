@@ -216,10 +216,12 @@ class Builder:
         self.done = {record_key(r) for r in self.db["runs"]}
 
     def save(self) -> None:
+        """Rewrite the file atomically, so a killed build loses nothing already recorded."""
         self.db["updated"] = utc_now()
         atomic_write_json(self.out, self.db)
 
     def add_configs(self, configs: list[dict]) -> None:
+        """Store each configuration's name and plan under its id, so runs can be read back without the configs file."""
         for config in configs:
             self.db["configs"][config["config_id"]] = {"name": config["name"], "plan": config["plan"]}
         self.save()
@@ -235,6 +237,7 @@ class Builder:
         self.save()
 
     def add_record(self, record: dict) -> None:
+        """Append a finished run and save at once, so a rerun skips it."""
         self.db["runs"].append(record)
         self.done.add(record_key(record))
         self.save()

@@ -126,7 +126,9 @@ def member_configs(runs: Runs) -> list[str]:
     return sorted(ids, key=lambda c: runs.configs[c]["name"])
 
 
-def greedy_portfolio(runs: Runs, *, cap_fractions: tuple = CAP_FRACTIONS, max_steps: int = MAX_GREEDY_STEPS):
+def greedy_portfolio(
+    runs: Runs, *, cap_fractions: tuple[float, ...] = CAP_FRACTIONS, max_steps: int = MAX_GREEDY_STEPS
+) -> tuple[list[tuple[str, float]], float, list[str]]:
     """Steps chosen one at a time, each the (member, cap) that most raises the mean normalized ALC.
 
     Returns `(steps, score, datasets)`; ties go to the member listed first and the shortest cap.

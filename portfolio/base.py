@@ -50,7 +50,6 @@ class Member(BaseEstimator, metaclass=ABCMeta):
     clip)), the conservative cost guess used before any measurement.
     """
 
-    tags: dict = {"incremental": True, "needs_gpu": False}
     _parameter_constraints: dict = {}
     cost_prior_s: dict = {"fit": (1.0, 1e-3), "predict": (1.0, 1e-3)}
 

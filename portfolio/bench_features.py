@@ -1,6 +1,6 @@
 """Throughput of the front ends; run ``python -m portfolio.bench_features``.
 
-Writes a markdown table to ``docs/features_speed.md``: clips per wall-clock
+Writes a markdown table to the project's ``docs/features_speed.md``: clips per wall-clock
 second and per CPU second of :func:`log_mel` and of the end-to-end
 ``log_mel_stats`` feature on white-noise clips, for 1 and 2 threads. On a
 machine shared with other jobs the wall-clock rates vary from run to run; the
@@ -16,14 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from portfolio.features import CHUNK_CLIPS, compute_features, log_mel
+from harness.dataset import atomic_write_bytes
+from portfolio.features import CHUNK_CLIPS, compute_features, log_mel, usable_cores
 
 CASES = ((1000, 3.0), (300, 30.0))
 MAX_S = (3.0, 1.0)
 N_JOBS = (1, 2)
 REPEATS = 3
 MIN_TOTAL_S = 2.0
-OUT_PATH = Path("docs/features_speed.md")
+# Anchored to the project, not the cwd, so the table lands in docs/ wherever it is run from.
+OUT_PATH = Path(__file__).resolve().parents[1] / "docs" / "features_speed.md"
 
 
 def _rates(fn, n_clips: int) -> tuple[float, float]:
@@ -49,7 +51,7 @@ def _machine() -> str:
         pass
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
-        f"{cpu}; {len(os.sched_getaffinity(0))} usable cores (load average {load} at the end: shared with other jobs); "
+        f"{cpu}; {usable_cores()} usable cores (load average {load} at the end: shared with other jobs); "
         f"numpy {np.__version__}; Python {platform.python_version()}"
     )
 
@@ -89,8 +91,7 @@ def main() -> None:
         *rows,
         "",
     ])
-    OUT_PATH.parent.mkdir(parents=True, exist_ok=True)
-    OUT_PATH.write_text(text)
+    atomic_write_bytes(OUT_PATH, text.encode())
     print(f"wrote {OUT_PATH}")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from portfolio.neural import KerasMember
+from portfolio.neural import KERAS_CONSTRAINTS, KerasMember
 
 
-def conv_block(x, filters: int):
+def conv_block(x: keras.KerasTensor, filters: int) -> keras.KerasTensor:
     """3x3 convolution, batch norm, ReLU, then 2x2 max pooling ("same", so any size >= 1 works).
 
     Batch-norm momentum 0.9 (not 0.99) lets its inference statistics settle
@@ -26,7 +26,7 @@ def build_cnn(
     filters: tuple = (16, 32, 64, 128),
     dropout: float = 0.3,
     input_pool: tuple = (2, 1),
-):
+) -> keras.Model:
     """Uncompiled CNN from (t, n_mels) log-mel patches to class probabilities.
 
     Average pooling by ``input_pool`` (frames, bands) first, for speed; then
@@ -52,17 +52,12 @@ class CnnMember(KerasMember):
     2 busy cores) either one lowered validation 2AUC-1 over the first 60 s.
     """
 
-    tags = {"incremental": True, "needs_gpu": False}
     _parameter_constraints = {
         "filters": (
             lambda v: len(v) > 0 and all(isinstance(f, int) and f > 0 for f in v), "a non-empty list of ints > 0"
         ),
-        "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
         "input_pool": (lambda v: len(v) == 2 and all(isinstance(p, int) and p > 0 for p in v), "two ints > 0"),
-        "lr": (lambda v: v > 0, "> 0"),
-        "batch_size": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
-        "mixup_alpha": (lambda v: v >= 0, ">= 0"),
-    }
+    } | KERAS_CONSTRAINTS
     cost_prior_s = {"fit": (6.0, 2e-2), "predict": (1.0, 4e-3)}
 
     def __init__(
@@ -93,7 +88,7 @@ class CnnMember(KerasMember):
         """Log-mel frame sequences (n, t, n_mels)."""
         return {"name": "log_mel_frames", "params": {"max_s": self.max_s, "n_mels": self.n_mels}}
 
-    def _build(self, input_shape: tuple, n_classes: int):
+    def _build(self, input_shape: tuple, n_classes: int) -> keras.Model:
         return build_cnn(
             input_shape, n_classes, filters=tuple(self.filters), dropout=self.dropout, input_pool=tuple(self.input_pool)
         )

@@ -28,7 +28,6 @@ class LinearMember(Member):
     threads spin and can make a solve 10-30 times slower on a busy machine.
     """
 
-    tags = {"incremental": True, "needs_gpu": False}
     _parameter_constraints = {
         "C": (lambda v: isinstance(v, (int, float)) and v > 0, "a float > 0"),
         "solver": (lambda v: v in SOLVERS, f"one of {SOLVERS}"),

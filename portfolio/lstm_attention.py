@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from portfolio.neural import KerasMember
+from portfolio.neural import KERAS_CONSTRAINTS, KerasMember
 
 
 class AttentionPooling(layers.Layer):
@@ -28,7 +28,7 @@ class AttentionPooling(layers.Layer):
 
 def build_lstm_attention(
     input_shape: tuple, n_classes: int, units: int = 64, time_stride: int = 4, dropout: float = 0.3
-):
+) -> keras.Model:
     """Uncompiled model from (t, n_mfcc) sequences to class probabilities.
 
     Mean-pools ``time_stride`` frames into one step (for speed), then a
@@ -48,15 +48,10 @@ def build_lstm_attention(
 class LstmAttentionMember(KerasMember):
     """Bidirectional LSTM + attention pooling on per-coefficient standardized MFCC frames."""
 
-    tags = {"incremental": True, "needs_gpu": False}
     _parameter_constraints = {
         "units": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
         "time_stride": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
-        "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-        "lr": (lambda v: v > 0, "> 0"),
-        "batch_size": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
-        "mixup_alpha": (lambda v: v >= 0, ">= 0"),
-    }
+    } | KERAS_CONSTRAINTS
     cost_prior_s = {"fit": (6.0, 2e-2), "predict": (1.0, 4e-3)}
 
     def __init__(
@@ -89,7 +84,7 @@ class LstmAttentionMember(KerasMember):
         """MFCC frame sequences (n, t, n_mfcc)."""
         return {"name": "mfcc_frames", "params": {"max_s": self.max_s, "n_mels": self.n_mels, "n_mfcc": self.n_mfcc}}
 
-    def _build(self, input_shape: tuple, n_classes: int):
+    def _build(self, input_shape: tuple, n_classes: int) -> keras.Model:
         return build_lstm_attention(
             input_shape, n_classes, units=self.units, time_stride=self.time_stride, dropout=self.dropout
         )

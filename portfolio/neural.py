@@ -20,6 +20,15 @@ STD_FLOOR = 1e-3
 STATS_ROWS = 1000
 _TF_CONFIGURED = False
 
+# Hyperparameter constraints every KerasMember shares; subclasses merge their own with `|`.
+KERAS_CONSTRAINTS = {
+    "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "lr": (lambda v: v > 0, "> 0"),
+    "batch_size": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
+    "spec_augment": (lambda v: isinstance(v, bool), "a bool"),
+    "mixup_alpha": (lambda v: v >= 0, ">= 0"),
+}
+
 
 def configure_tensorflow(n_threads: int | None = None) -> None:
     """Set TensorFlow's intra- and inter-op thread pools once (default: usable cores).
@@ -124,8 +133,10 @@ class KerasMember(Member):
     after every batch, so a round overruns by at most one batch, plus graph
     tracing in the first round; at least one batch is trained per round.
     ``n_epochs_`` counts epochs, fractional.
-    Subclasses define hyperparameters ``lr``, ``batch_size``, ``spec_augment``,
-    ``mixup_alpha``, ``seed``, plus ``feature_spec`` and ``_build``.
+    Subclasses define hyperparameters ``dropout``, ``lr``, ``batch_size``,
+    ``spec_augment``, ``mixup_alpha``, ``seed`` (checked by merging
+    ``KERAS_CONSTRAINTS`` into their ``_parameter_constraints``), plus
+    ``feature_spec`` and ``_build``.
     """
 
     @abstractmethod

@@ -42,7 +42,9 @@ class Round:
     test_proba: np.ndarray | None = None
 
 
-def stratified_validation_split(y: np.ndarray, fraction: float, max_clips: int, seed: int):
+def stratified_validation_split(
+    y: np.ndarray, fraction: float, max_clips: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val): about `fraction` of each class to val, capped at `max_clips` in all.
 
     Classes with a single clip stay entirely in train, so every class can still be learnt.
@@ -116,11 +118,11 @@ class Scheduler:
         self.step_best_score = -np.inf  # best validation score of the current step's member
         self.step_member = None
         self.pending: Round | None = None
-        self.rounds: list[Round] = []  # the ensemble pool: best rounds by validation, with test probabilities
-        self.ensemble_ = {}  # round label -> weight in the returned prediction
+        self.ensemble_pool: list[Round] = []  # best rounds by validation (up to pool_size), with test probabilities
+        self.ensemble_weights: dict[str, float] = {}  # round label -> weight in the returned prediction
         self.best_score = -np.inf
         self.best_prediction = None
-        self.split_ = None
+        self.split: dict[str, np.ndarray] | None = None  # "train"/"val" -> clip indices, set on the first train call
         self.test_audited = False
 
     # ------------------------------------------------------------------ data views
@@ -133,7 +135,7 @@ class Scheduler:
         train_idx, val_idx = stratified_validation_split(
             self.y, validation.get("fraction", 0.2), validation.get("max_clips", 600), self.seed
         )
-        self.split_ = {"train": train_idx, "val": val_idx}
+        self.split = {"train": train_idx, "val": val_idx}
         self.y_val_onehot = np.eye(self.class_num)[self.y[val_idx]]
         durations_s = np.array([np.size(wave) for wave in x_train]) / SR
         self.duration_cap_s = max(0.5, float(np.ceil(np.percentile(durations_s, 95) * 10) / 10))
@@ -144,7 +146,7 @@ class Scheduler:
 
     def _subset_indices(self, step: dict) -> tuple[str, np.ndarray]:
         """The training clips a step uses: all non-validation clips, or a class-balanced cap."""
-        train_idx = self.split_["train"]
+        train_idx = self.split["train"]
         cap = step.get("max_per_class")
         if not cap:
             return "train", train_idx
@@ -194,7 +196,7 @@ class Scheduler:
         full fit.
         """
         subset, _ = self._subset_indices(step)
-        n_val = len(self.split_["val"])
+        n_val = len(self.split["val"])
         estimate = member.estimate_cost_s(n_train, self.n_test + n_val)
         fixed_s = (
             self._feature_cost_s(member, subset, n_train)
@@ -217,6 +219,8 @@ class Scheduler:
         Crops longer than the 95th percentile of training durations would only tile short
         clips again and again, at a cost and with nothing to learn from.
         """
+        # Not registry.make_member: `self.members` may be another mapping (tests pass duck-typed
+        # stand-ins, which need not have get_params).
         member = self.members[step["member"]](**step.get("params", {}))
         max_s = member.get_params().get("max_s") if hasattr(member, "get_params") else None
         if max_s is not None and max_s > self.duration_cap_s:
@@ -253,7 +257,7 @@ class Scheduler:
 
     def train(self, x_train: list, y_train: np.ndarray, remaining_s: float) -> None:
         """Run one round of the plan (or declare training done when nothing fits)."""
-        if self.split_ is None:
+        if self.split is None:
             self._prepare(x_train, y_train)
         step, member, allowance_s = self._current_step(remaining_s)
         if step is None:
@@ -261,7 +265,7 @@ class Scheduler:
             return
         subset, subset_idx = self._subset_indices(step)
         X = self._features(member, subset, [self.x_train[i] for i in subset_idx])
-        X_val = self._features(member, "val", [self.x_train[i] for i in self.split_["val"]])
+        X_val = self._features(member, "val", [self.x_train[i] for i in self.split["val"]])
         y_onehot = np.eye(self.class_num)[self.y[subset_idx]]
         member.partial_fit(X, y_onehot, time_allowance_s=allowance_s)
         val_proba = member.predict_proba(X_val)
@@ -275,7 +279,7 @@ class Scheduler:
 
     def test(self, test_x: list, remaining_s: float) -> np.ndarray:
         """The best prediction so far, refreshed when the last round lifts the ensemble's validation."""
-        if not self.test_audited and self.split_ is not None:
+        if not self.test_audited and self.split is not None:
             self.test_audited = True
             for finding in audit_clips(test_x, "test", seed=self.seed) + audit_test_lengths(test_x, self.train_max_s):
                 LOG.warning("input: %s", finding)
@@ -289,21 +293,25 @@ class Scheduler:
             return self.best_prediction
         candidate.test_proba = member.predict_proba(self._features(member, "test", test_x))
         pool_size = self.plan.get("pool_size", 12)
-        self.rounds = sorted(self.rounds + [candidate], key=lambda r: r.val_score, reverse=True)[:pool_size]
+        self.ensemble_pool = sorted(
+            self.ensemble_pool + [candidate], key=lambda r: r.val_score, reverse=True
+        )[:pool_size]
         weights, score = greedy_ensemble(
-            [r.val_proba for r in self.rounds], self.y_val_onehot, self.plan.get("ensemble_size", 8)
+            [r.val_proba for r in self.ensemble_pool], self.y_val_onehot, self.plan.get("ensemble_size", 8)
         )
         if self.best_prediction is not None and score <= self.best_score + self.plan.get("min_improvement", 1e-4):
             return self.best_prediction
-        self.best_prediction = sum(w * r.test_proba for w, r in zip(weights, self.rounds) if w > 0)
+        self.best_prediction = sum(w * r.test_proba for w, r in zip(weights, self.ensemble_pool) if w > 0)
         self.best_score = score
-        self.ensemble_ = {r.label: w for w, r in zip(weights, self.rounds) if w > 0}
-        LOG.info("new best: validation %.4f with %s", score, {k: round(w, 3) for k, w in self.ensemble_.items()})
+        self.ensemble_weights = {r.label: w for w, r in zip(weights, self.ensemble_pool) if w > 0}
+        LOG.info(
+            "new best: validation %.4f with %s", score, {k: round(w, 3) for k, w in self.ensemble_weights.items()}
+        )
         return self.best_prediction
 
     def _fallback(self, n_test: int) -> np.ndarray:
         """Before any round has finished: class priors (a valid, finite prediction)."""
         if self.best_prediction is not None:
             return self.best_prediction
-        priors = np.bincount(self.y, minlength=self.class_num) / len(self.y) if self.split_ else np.ones(self.class_num)
+        priors = np.bincount(self.y, minlength=self.class_num) / len(self.y) if self.split else np.ones(self.class_num)
         return np.tile(priors, (n_test, 1))

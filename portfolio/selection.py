@@ -18,6 +18,7 @@ import copy
 import logging
 import math
 import time
+from pathlib import Path
 
 from offline_meta.db import MetaDbError, config_id, load_db, runs_at_budget
 from portfolio.plans import check_plan
@@ -171,7 +172,7 @@ def choose_plan(
 
 def choose_plan_or_default(
     metafeatures: dict,
-    db_path,
+    db_path: str | Path,
     default_plan: dict,
     *,
     members: dict | None = None,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from harness.compare import comparison_table, main, read_anchors, read_bench
+from harness.compare import comparison_table, main, read_anchors, read_bench, read_lodo_method
 from harness.dataset import atomic_write_json
 from harness.errors import HarnessError
 from offline_meta.db import new_db
@@ -96,3 +98,24 @@ def test_compare_averages_repeated_runs_and_counts_wins(tmp_path, capsys):
     assert "--versus: no label 'cnn'" in capsys.readouterr().err
     assert main([f"x={tmp_path / 'lodo.csv'}:random"]) == 2
     assert "no row of method 'random' with an ALC" in capsys.readouterr().err
+
+
+def test_compare_missing_anchors_and_malformed_csv_name_the_file(tmp_path, capsys):
+    write_bench(tmp_path / "full", [("alpha", 0.9, 0.95)])
+    anchors = tmp_path / "ANCHORS.md"
+    assert main([f"full={tmp_path / 'full'}", "--anchors", str(anchors)]) == 2
+    assert f"{anchors}: anchors file missing" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "bench.csv").write_text("name,alc,final_score\nalpha,0.9,0.95\n")
+    assert main([f"bad={tmp_path / 'bad'}"]) == 2
+    assert f"{tmp_path / 'bad' / 'bench.csv'}: lacks columns ['task']" in capsys.readouterr().err
+    (tmp_path / "lodo.csv").write_text("task,method,alc,final_score,first_prediction_s\nalpha,m,high,0.9,1.0\n")
+    with pytest.raises(HarnessError, match=re.escape(f"{tmp_path / 'lodo.csv'}: column 'alc' must hold numbers")):
+        read_lodo_method(tmp_path / "lodo.csv", "m")
+
+
+def test_compare_source_without_label_names_the_item_and_the_forms(tmp_path, capsys):
+    assert main([str(tmp_path / "full")]) == 2
+    err = capsys.readouterr().err
+    assert repr(str(tmp_path / "full")) in err
+    assert "LABEL=DIR, LABEL=FILE.json:CONFIG or LABEL=FILE.csv:METHOD" in err

@@ -163,3 +163,15 @@ def test_ingestion_passes_model_env_and_records_validation_score(tone_dataset, w
     )
     report = run_ingestion(tone_dataset, code_dir, tmp_path / "out", time_budget=30, model_env={"FAKE_VAL": "0.25"})
     assert [p["validation_score"] for p in report.predictions] == [0.25, 0.25]
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [('{"status": "done", "predictions": [{"t_s": 1.0, "fi', "not readable JSON"), ('{"status": "done"}', "ingestion report")],
+)
+def test_load_predictions_names_a_corrupt_ingestion_json(tmp_path, content, why):
+    path = tmp_path / "ingestion.json"
+    path.write_text(content)
+    with pytest.raises(IngestionError, match=why) as raised:
+        load_predictions(tmp_path)
+    assert str(path) in str(raised.value)

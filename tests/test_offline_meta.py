@@ -32,7 +32,7 @@ FAKE_MEMBERS = {"linear": object, "cnn": object}
 TIMING_FIELDS = {"alc", "first_prediction_s", "charged_s", "wall_s", "peak_rss_mb", "init_s", "finished", "out_dir"}
 
 # A model.py that honours AUTOSPEECH_PLAN like the real one but needs only numpy: nearest centroid on
-# spectra of the first max_s seconds, `rounds` rounds, an optional sleep per round, a scripted validation score.
+# spectra of the first max_s seconds, `rounds` rounds, a sleep of the step's round_s per round, a scripted validation score.
 FAKE_MODEL = textwrap.dedent(
     """
     import json, os, time
@@ -52,7 +52,7 @@ FAKE_MODEL = textwrap.dedent(
             return np.array([np.abs(np.fft.rfft(clip[:n], 1024))[:128] for clip in clips])
 
         def train(self, train_dataset, remaining_time_budget=None):
-            time.sleep(self.params.get("sleep_s", 0.0))
+            time.sleep(self.step.get("round_s", 0.0))
             x, y = train_dataset
             self.centroids = (y.T @ self._features(x)) / y.sum(axis=0)[:, None]
             self.rounds_done += 1
@@ -66,8 +66,10 @@ FAKE_MODEL = textwrap.dedent(
 )
 
 
-def linear_plan(max_s: float, rounds: int = 1, **params) -> dict:
-    return {"steps": [{"member": "linear", "params": {"max_s": max_s, **params}, "rounds": rounds}]}
+def linear_plan(max_s: float, rounds: int = 1, round_s: float | None = None, **params) -> dict:
+    """A one-step linear plan; the fake model sleeps `round_s` per round (a real plan's round allowance)."""
+    step = {"member": "linear", "params": {"max_s": max_s, **params}, "rounds": rounds}
+    return {"steps": [step | ({"round_s": round_s} if round_s is not None else {})]}
 
 
 @pytest.fixture
@@ -131,7 +133,7 @@ def test_build_with_joblib_and_with_dask_gives_the_same_rows(suite, fake_code, t
 def test_build_killed_at_random_points_resumes_without_losing_or_duplicating_runs(suite, fake_code, tmp_path):
     """kill -9 the build at seeded random moments, several times, then let it finish."""
     configs_path = write_configs(tmp_path / "configs.json", [
-        {"name": name, "plan": linear_plan(max_s, sleep_s=1.0)} for name, max_s in (("a", 0.25), ("b", 0.5), ("c", 0.75))
+        {"name": name, "plan": linear_plan(max_s, round_s=1.0)} for name, max_s in (("a", 0.25), ("b", 0.5), ("c", 0.75))
     ])
     out = tmp_path / "meta_db.json"
     command = [

@@ -86,7 +86,7 @@ def test_scheduler_skips_a_round_that_would_not_fit_the_budget():
     }
     scheduler = Scheduler(meta, plan, members={"noisy": NoisyCentroidMember})
     run_rounds(scheduler, x_train, y_train, x_test, remaining_s=100.0)
-    labels = [r.label for r in scheduler.rounds] + ([scheduler.pending.label] if scheduler.pending else [])
+    labels = [r.label for r in scheduler.ensemble_pool] + ([scheduler.pending.label] if scheduler.pending else [])
     assert scheduler.done_training
     assert not any(label.startswith("step1") for label in labels)
     assert scheduler.step_index == 3
@@ -107,10 +107,10 @@ def test_scheduler_prediction_is_the_weighted_ensemble_it_reports():
     plan = {"ensemble_size": 4, "steps": [{"member": "noisy", "params": {"noise_schedule": [0.6, 0.6, 0.6, 0.6]}, "rounds": 4}]}
     scheduler = Scheduler(meta, plan, members={"noisy": NoisyCentroidMember})
     run_rounds(scheduler, x_train, y_train, x_test)
-    by_label = {r.label: r for r in scheduler.rounds}
-    expected = sum(w * by_label[label].test_proba for label, w in scheduler.ensemble_.items())
+    by_label = {r.label: r for r in scheduler.ensemble_pool}
+    expected = sum(w * by_label[label].test_proba for label, w in scheduler.ensemble_weights.items())
     assert np.allclose(scheduler.best_prediction, expected)
-    assert sum(scheduler.ensemble_.values()) == pytest.approx(1.0)
+    assert sum(scheduler.ensemble_weights.values()) == pytest.approx(1.0)
 
 
 def test_greedy_ensemble_never_scores_below_best_single_model():
