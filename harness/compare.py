@@ -133,26 +133,24 @@ def comparison_table(benches: dict[str, pd.DataFrame], anchors: pd.DataFrame | N
             columns[f"{label} ALC sd"] = frame["alc_sd"]
     table = pd.DataFrame(columns)
     table = table.loc[sorted(set().union(*(frame.index for frame in benches.values())))]
-    complete = table.dropna(subset=value_columns)
-    table.loc["mean"] = complete.mean()
-    for column in table.columns:
-        if column.endswith(" runs") or column.endswith(" ALC sd"):
-            table.loc["mean", column] = float("nan")
+    # Run counts and spreads have no meaningful mean: their cells stay empty in the mean row.
+    table.loc["mean", value_columns] = table.dropna(subset=value_columns)[value_columns].mean()
     return table
 
 
-def versus(table: pd.DataFrame, first: str, second: str) -> tuple[pd.Series, str]:
-    """ALC of label `first` minus label `second` per task, and a one-line count of above / equal / below."""
+def add_versus(table: pd.DataFrame, first: str, second: str) -> str:
+    """Add the column `<first> - <second> ALC` (per task, and for the means) to `table`; return a one-line
+    count of the tasks where `first` is above, equal (to 4 decimals) and below `second`."""
     for label in (first, second):
         if f"{label} ALC" not in table:
             raise HarnessError(f"--versus: no label {label!r}; the labels are {[c[:-4] for c in table if c.endswith(' ALC')]}")
-    both = table.drop(index="mean")[[f"{first} ALC", f"{second} ALC"]].dropna()
-    difference = (both[f"{first} ALC"] - both[f"{second} ALC"]).round(4)
-    above, equal, below = int((difference > 0).sum()), int((difference == 0).sum()), int((difference < 0).sum())
-    worst = f"; largest shortfall {-difference.min():.4f} ({difference.idxmin()})" if below else ""
-    line = (f"{first} - {second} ALC over {len(difference)} tasks: above on {above}, equal on {equal}, "
+    difference = (table[f"{first} ALC"] - table[f"{second} ALC"]).round(4)
+    table[f"{first} - {second} ALC"] = difference
+    per_task = difference.drop(index="mean").dropna()
+    above, equal, below = int((per_task > 0).sum()), int((per_task == 0).sum()), int((per_task < 0).sum())
+    worst = f"; largest shortfall {-per_task.min():.4f} ({per_task.idxmin()})" if below else ""
+    return (f"{first} - {second} ALC over {len(per_task)} tasks: above on {above}, equal on {equal}, "
             f"below on {below}{worst}")
-    return difference, line
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -188,15 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         benches = {label: read_runs(source) for label, source in pairs}
         anchors = read_anchors(args.anchors) if args.anchors else None
         table = comparison_table(benches, anchors)
-        if args.versus:
-            difference, summary = versus(table, *args.versus)
-            first, second = args.versus
-            table[f"{first} - {second} ALC"] = difference
-            table.loc["mean", f"{first} - {second} ALC"] = table.loc["mean", f"{first} ALC"] - table.loc["mean", f"{second} ALC"]
+        summary = add_versus(table, *args.versus) if args.versus else None
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    markdown = to_markdown(table) + (f"\n{summary}\n" if args.versus else "")
+    markdown = to_markdown(table) + (f"\n{summary}\n" if summary else "")
     if args.out:
         atomic_write_bytes(Path(args.out), markdown.encode())
     print(markdown, end="")
