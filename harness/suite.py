@@ -192,13 +192,13 @@ def split_clips(
     selection: pd.DataFrame,
     label: str,
     *,
-    task: str = "selection",
+    where: str = "selection",
     test_fraction: float = TEST_FRACTION,
     seed: int = SEED,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified deterministic split: per class `max(1, round(f n))` test clips; both parts shuffled.
 
-    `task` names the clips' origin (e.g. manifest and task) in errors, so a failing build says where to look.
+    `where` names the clips' origin (e.g. manifest and task) in errors, so a failing build says where to look.
     """
     if not 0.0 < test_fraction < 1.0:
         raise DatasetError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
@@ -207,7 +207,7 @@ def split_clips(
     for name, group in selection.groupby(label, sort=True):
         n = len(group)
         if n < 2:
-            raise DatasetError(f"{task}: class {name!r} must have >= 2 clips to be split, got {n}")
+            raise DatasetError(f"{where}: class {name!r} must have >= 2 clips to be split, got {n}")
         n_test = min(n - 1, max(1, math.floor(test_fraction * n + 0.5)))
         order = _class_rng(seed, name, 1).permutation(n)
         test_parts.append(group.iloc[np.sort(order[:n_test])])
@@ -246,7 +246,7 @@ def plan_task(
     train, test = split_clips(
         selection,
         spec.label,
-        task=f"{spec.source_dir / 'manifest.csv'}: task {spec.name}",
+        where=f"{spec.source_dir / 'manifest.csv'}: task {spec.name}",
         test_fraction=test_fraction,
         seed=seed,
     )

@@ -109,7 +109,7 @@ def test_split_clips_keeps_80_20_per_class_and_is_deterministic():
 def test_split_clips_names_the_task_of_a_single_clip_class():
     selection = pd.DataFrame({"file": ["a0.ogg", "a1.ogg", "b0.ogg"], "kind": ["a", "a", "b"]})
     with pytest.raises(DatasetError, match=r"^src/manifest.csv: task t: class 'b' must have >= 2 clips"):
-        suite.split_clips(selection, "kind", task="src/manifest.csv: task t")
+        suite.split_clips(selection, "kind", where="src/manifest.csv: task t")
 
 
 def test_select_clips_honours_min_per_class_and_drops_single_clip_classes(tmp_path):
