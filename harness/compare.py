@@ -73,7 +73,7 @@ def read_bench(directory: str | Path) -> pd.DataFrame:
 
 def read_db_config(db_path: str | Path, config_name: str) -> pd.DataFrame:
     """The runs of configuration `config_name` at the database's time budget, indexed by task like a bench."""
-    from offline_meta.db import MetaDbError, load_db, runs_at_budget
+    from portfolio.meta_db import MetaDbError, load_db, runs_at_budget
 
     try:
         budget, runs = runs_at_budget(load_db(db_path))

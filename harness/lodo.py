@@ -42,7 +42,7 @@ from harness.bench import finished_result, fmt_number, machine_line, suite_tasks
 from harness.dataset import atomic_write_bytes, atomic_write_json
 from harness.errors import HarnessError
 from harness.evaluate import run_and_score
-from offline_meta.db import MetaDbError, load_db, runs_at_budget
+from portfolio.meta_db import MetaDbError, load_db, runs_at_budget
 from portfolio.plans import default_plan
 from portfolio.selection import SelectionError, choose_plan
 

@@ -9,89 +9,43 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from portfolio import metric
+from portfolio.metric import MetricError, column_aucs
 
 T0_S = 60.0
 # Real-time ticks (seconds) shown on the top axis of learning-curve plots.
 _SECOND_TICKS = (0, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
 
-def _tie_averaged_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of a 1-D array; tied values share the mean of their ranks."""
-    n = values.shape[0]
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts_group = np.empty(n, dtype=bool)
-    starts_group[:1] = True
-    starts_group[1:] = ordered[1:] != ordered[:-1]
-    group = np.cumsum(starts_group) - 1
-    starts = np.flatnonzero(starts_group)
-    ends = np.append(starts[1:], n)  # exclusive: group g holds ranks starts+1..ends
-    ranks = np.empty(n, dtype=np.float64)
-    ranks[order] = ((starts + 1 + ends) / 2.0)[group]
-    return ranks
-
-
 def column_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC of one column by Mann-Whitney with tie-averaged ranks."""
+    """ROC AUC of one column by Mann-Whitney with tie-averaged ranks (the runtime's rule)."""
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
     if labels.ndim != 1 or labels.shape != scores.shape:
         raise HarnessError(
-            f"labels and scores must be 1-D of equal length, got shapes "
-            f"{labels.shape} and {scores.shape}"
+            f"labels and scores must be 1-D of equal length, got shapes {labels.shape} and {scores.shape}"
         )
-    if not np.all(np.isfinite(scores)):
+    n_pos = int(np.count_nonzero(labels == 1))
+    if np.all((labels == 0) | (labels == 1)) and n_pos in (0, labels.shape[0]):
         raise HarnessError(
-            f"scores must be finite, got {np.count_nonzero(~np.isfinite(scores))} "
-            f"non-finite value(s)"
+            f"labels must contain both 0 and 1, got {n_pos} positive(s) and {labels.shape[0] - n_pos} negative(s)"
         )
-    positive = labels == 1
-    if not np.all(positive | (labels == 0)):
-        raise HarnessError(f"labels must be 0 or 1, got values {np.unique(labels)!r}")
-    n_pos = int(np.count_nonzero(positive))
-    n_neg = labels.shape[0] - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise HarnessError(
-            f"labels must contain both 0 and 1, got {n_pos} positive(s) and "
-            f"{n_neg} negative(s)"
-        )
-    rank_sum = _tie_averaged_ranks(scores)[positive].sum()
-    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    try:
+        return float(column_aucs(labels[:, None], scores[:, None])[0])
+    except MetricError as error:
+        raise HarnessError(str(error).replace("solution", "labels").replace("prediction", "scores")) from error
 
 
 def normalized_auc(solution: np.ndarray, prediction: np.ndarray) -> float:
-    """Score ``2*AUC - 1`` of one prediction, AUC averaged over scorable columns.
+    """Score ``2*AUC - 1`` of one prediction (portfolio.metric), with harness errors.
 
     Columns whose solution is all-0 or all-1 are skipped; the score is never clipped.
     ``solution`` is one-hot of shape (n, k); ``prediction`` holds scores of shape (n, k).
     """
-    solution = np.asarray(solution)
-    prediction = np.asarray(prediction)
-    if solution.ndim != 2:
-        raise HarnessError(f"solution must be 2-D (n, k), got shape {solution.shape}")
-    if prediction.shape != solution.shape:
-        raise HarnessError(
-            f"prediction must have shape (n, k) = {solution.shape}, "
-            f"got {prediction.shape}"
-        )
-    if not np.issubdtype(prediction.dtype, np.number) or prediction.dtype == np.bool_:
-        raise HarnessError(f"prediction must be numeric, got dtype {prediction.dtype}")
-    if not np.all(np.isfinite(prediction)):
-        raise HarnessError(
-            f"prediction must be finite, got "
-            f"{np.count_nonzero(~np.isfinite(prediction))} non-finite value(s)"
-        )
-    if not np.all((solution == 0) | (solution == 1)):
-        raise HarnessError(f"solution must be 0 or 1, got values {np.unique(solution)!r}")
-    n_pos = np.count_nonzero(solution == 1, axis=0)
-    scorable = np.flatnonzero((n_pos > 0) & (n_pos < solution.shape[0]))
-    if scorable.size == 0:
-        raise HarnessError(
-            f"solution must have a column with both 0s and 1s, "
-            f"got none among {solution.shape[1]} column(s)"
-        )
-    aucs = [column_auc(solution[:, j], prediction[:, j]) for j in scorable]
-    return float(2.0 * np.mean(aucs) - 1.0)
+    try:
+        return metric.normalized_auc(solution, prediction)
+    except MetricError as error:
+        raise HarnessError(str(error)) from error
 
 
 def _check_time_params(time_budget: float, t0: float) -> None:

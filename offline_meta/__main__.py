@@ -11,7 +11,7 @@ from harness.dataset import atomic_write_json
 from harness.errors import HarnessError
 from offline_meta.build import BuildError, build
 from offline_meta.configs import ConfigError, load_configs
-from offline_meta.db import MetaDbError, load_db
+from portfolio.meta_db import MetaDbError, load_db
 from offline_meta.loo import leave_one_source_out
 from offline_meta.simulate import (
     SimulationError, compare_with_real, format_steps, greedy_portfolio, load_runs, steps_to_plan,

@@ -27,7 +27,7 @@ from harness.evaluate import run_and_score
 from harness.ingestion import PLATFORM_META_KEYS
 from metafeatures import VERSION as METAFEATURES_VERSION
 from metafeatures import compute_metafeatures_detailed
-from offline_meta.db import RUN_STATUSES, SCHEMA_VERSION, finite_or_none, load_db, record_key, run_key, utc_now
+from portfolio.meta_db import RUN_STATUSES, SCHEMA_VERSION, finite_or_none, load_db, record_key, run_key, utc_now
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SEED = 0  # model.py runs its scheduler with the default seed; runs are not repeated

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from offline_meta.db import config_id
+from portfolio.meta_db import config_id
 from portfolio.plans import PlanError, check_plan, keep_members
 
 

@@ -8,7 +8,7 @@ reference configuration (the default plan).
 
 from __future__ import annotations
 
-from offline_meta.db import runs_at_budget
+from portfolio.meta_db import runs_at_budget
 from portfolio.selection import SelectionError, choose_plan
 
 

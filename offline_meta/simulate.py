@@ -21,7 +21,7 @@ import statistics
 from dataclasses import dataclass
 
 from harness.scoring import alc
-from offline_meta.db import canonical_json, runs_at_budget
+from portfolio.meta_db import canonical_json, runs_at_budget
 
 INF = math.inf
 CAP_FRACTIONS = (0.05, 0.1, 0.2, 0.4, INF)  # switch-point grid, as fractions of the time budget

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.scoring import normalized_auc
 from portfolio.features import FeatureCache
+from portfolio.metric import MetricError, normalized_auc
 from portfolio.input_audit import audit_clips, audit_labels, audit_test_lengths
 from portfolio.plans import check_plan
 from portfolio.registry import MEMBERS
@@ -72,7 +71,7 @@ def validation_score(y_val_onehot: np.ndarray, proba: np.ndarray) -> float:
     """2*AUC-1 on validation, as the platform scores test; -1 where nothing is scorable."""
     try:
         return normalized_auc(y_val_onehot, proba)
-    except HarnessError as error:  # e.g. no scorable column when validation holds one class
+    except MetricError as error:  # e.g. no scorable column when validation holds one class
         LOG.warning("validation score unavailable: %s", error)
         return -1.0
 

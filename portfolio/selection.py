@@ -9,7 +9,7 @@ dataset, or all alike), they all count equally. The k nearest datasets vote: eve
 all of them scores its closeness-weighted mean ALC (weights 1/(d + eps)) and the best one's
 plan is returned, unless an incumbent plan (model.py's default) scores within
 `switch_margin` of it: two runs of one plan can differ by about that much, so smaller
-leads are noise. Storage and schema live in offline_meta/db.py (docs/meta_db.md).
+leads are noise. Storage and schema live in portfolio/meta_db.py (docs/meta_db.md).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import math
 import time
 from pathlib import Path
 
-from offline_meta.db import MetaDbError, config_id, load_db, runs_at_budget
+from portfolio.meta_db import MetaDbError, config_id, load_db, runs_at_budget
 from portfolio.plans import check_plan
 
 LOG = logging.getLogger("autospeech.selection")
@@ -193,6 +193,7 @@ def choose_plan_or_default(
     except Exception as error:  # noqa: BLE001 - any failure means: run the default plan, and say why
         plan = default_plan
         info = {"fallback": True, "reason": f"default plan: {type(error).__name__}: {error}"}
+        LOG.warning("plan selection failed, running the default plan", exc_info=error)
     info["elapsed_s"] = time.monotonic() - start
     LOG.info("plan selection: %s (%.3f s)", info["reason"], info["elapsed_s"])
     return plan, info

@@ -9,7 +9,7 @@ import pytest
 from harness.compare import comparison_table, main, read_anchors, read_bench, read_lodo_method
 from harness.dataset import atomic_write_json
 from harness.errors import HarnessError
-from offline_meta.db import new_db
+from portfolio.meta_db import new_db
 
 ANCHORS = """# The bar
 | task | ALC (T = 300 s) | first prediction (s) | final 2·AUC−1 |

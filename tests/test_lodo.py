@@ -12,7 +12,7 @@ from harness.__main__ import main as harness_main
 from harness.dataset import atomic_write_json
 from harness import lodo
 from harness.lodo import evaluate_task, held_out_db, load_lodo_db, model_log_choice
-from offline_meta.db import config_id, new_db
+from portfolio.meta_db import config_id, new_db
 from tests.conftest import make_tone_dataset
 
 T = 5.0

@@ -11,7 +11,7 @@ import pytest
 import scipy.signal
 
 from metafeatures import METAFEATURES, compute_metafeatures, compute_metafeatures_detailed, describe
-from metafeatures.__main__ import main as metafeatures_main
+from harness.metafeatures import main as metafeatures_main
 
 SR = 16000
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "meta_db.md"

@@ -19,7 +19,7 @@ from harness.dataset import atomic_write_json
 from offline_meta.__main__ import main as offline_main
 from offline_meta.build import PROJECT_DIR, build, code_version, run_status
 from offline_meta.configs import ConfigError, load_configs
-from offline_meta.db import SCHEMA_VERSION, MetaDbError, config_id, load_db, new_db
+from portfolio.meta_db import SCHEMA_VERSION, MetaDbError, config_id, load_db, new_db
 from offline_meta.loo import leave_one_source_out
 from offline_meta.simulate import (
     Curve, compare_with_real, greedy_portfolio, load_runs, mean_normalized_alc, simulate_alc, steps_to_plan,

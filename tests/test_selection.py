@@ -9,7 +9,7 @@ import time
 import pytest
 
 from harness.dataset import atomic_write_json
-from offline_meta.db import SCHEMA_VERSION, new_db
+from portfolio.meta_db import SCHEMA_VERSION, new_db
 from portfolio.selection import MetaDbError, SelectionError, choose_plan, choose_plan_or_default, load_db
 
 DEFAULT = {"name": "fallback", "steps": [{"member": "linear"}]}
@@ -119,7 +119,7 @@ def test_load_db_corrupt_or_newer_schema_is_a_clear_error(tmp_path):
         ({"schema": 99}, "schema 99 is newer"),
     ],
 )
-def test_choose_plan_or_default_falls_back_with_a_reason(tmp_path, content, reason):
+def test_choose_plan_or_default_falls_back_with_a_reason(tmp_path, caplog, content, reason):
     path = tmp_path / "meta_db.json"
     if isinstance(content, str):
         path.write_text(content)
@@ -128,6 +128,8 @@ def test_choose_plan_or_default_falls_back_with_a_reason(tmp_path, content, reas
     plan, info = choose_plan_or_default({"f1": 1.0}, path, DEFAULT)
     assert plan is DEFAULT and info["fallback"] is True
     assert reason in info["reason"] and info["reason"].startswith("default plan:")
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "plan selection failed" in r.message]
+    assert len(warnings) == 1 and warnings[0].exc_info is not None and reason in str(warnings[0].exc_info[1])
 
 
 def test_choose_plan_or_default_selects_and_checks_the_plan(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -53,7 +54,18 @@ def test_submission_zip_holds_model_modules_and_data_only(unpacked_submission):
     assert "portfolio/scheduler.py" in files and "metafeatures/__init__.py" in files
     assert not any(f.startswith(("tests/", "data/", "results/", "docs/", ".")) for f in files)
     assert not any("site-packages" in f for f in files)
-    assert "harness/ingestion.py" not in files  # the platform brings its own ingestion
+    # The runtime stands alone: the platform brings its own ingestion, and the tools stay home.
+    assert not any(f.startswith(("harness/", "offline_meta/")) for f in files), files
+
+
+def test_submission_imports_in_a_folder_of_its_own(unpacked_submission):
+    _, _, target = unpacked_submission
+    done = subprocess.run(
+        [sys.executable, "-c", "import model; print(model.__file__)"], capture_output=True, text=True, cwd=target,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().startswith(str(target))
 
 
 def test_submission_runs_alone_on_the_code_path(unpacked_submission):

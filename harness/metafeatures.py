@@ -1,4 +1,4 @@
-"""`python -m metafeatures DATASET`: print a dataset's meta-features, one per line, with their meaning."""
+"""`python -m harness.metafeatures DATASET`: print a dataset's meta-features, one per line, with their meaning."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from metafeatures.features import compute_metafeatures_detailed, describe
 def main(argv: list[str] | None = None) -> int:
     """Print the meta-features of one dataset's training data; 2 when the dataset cannot be read."""
     parser = argparse.ArgumentParser(
-        prog="python -m metafeatures",
+        prog="python -m harness.metafeatures",
         description="print a dataset's meta-features, one per line, with their meaning.",
     )
     parser.add_argument("dataset", help="a <name>.data directory or a folder holding exactly one")

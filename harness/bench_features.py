@@ -1,4 +1,4 @@
-"""Throughput of the front ends; run ``python -m portfolio.bench_features``.
+"""Throughput of the front ends; run ``python -m harness.bench_features``.
 
 Writes a markdown table to the project's ``docs/features_speed.md``: clips per wall-clock
 second and per CPU second of :func:`log_mel` and of the end-to-end
@@ -79,7 +79,7 @@ def main() -> None:
     text = "\n".join([
         "# Front-end throughput",
         "",
-        "Command: `python -m portfolio.bench_features`  ",
+        "Command: `python -m harness.bench_features`  ",
         f"Machine: {_machine()}  ",
         f"Measured: {time.strftime('%Y-%m-%d %H:%M')}; white-noise float32 clips at 16 kHz; "
         f"defaults n_mels=64, n_fft=512, hop_length=160; chunks of {CHUNK_CLIPS} clips; "
