@@ -1,17 +1,17 @@
-"""Command line of the harness: `python -m harness {run,score,bench,lodo} --help`."""
+"""Command line of the harness: `python -m harness {run,score,bench,lodo,import,predict} --help`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from harness import bench, lodo
+from harness import audio_import, bench, lodo, predict
 from harness.errors import HarnessError
 from harness.evaluate import run_and_score, score_out_dir, summary_line
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `run`, `score`, `bench` and `lodo` subcommands and their options."""
+    """The `run`, `score`, `bench`, `lodo`, `import` and `predict` subcommands and their options."""
     parser = argparse.ArgumentParser(prog="python -m harness", description="Local AutoSpeech ingestion and scoring.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -41,6 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
             "linear alone; writes <out>/<task>/, lodo.md, lodo.csv and lodo.png after every task.",
         )
     )
+    audio_import.add_arguments(
+        commands.add_parser(
+            "import", help="turn a folder per class (or a path,label CSV) of audio files into an AutoSpeech dataset",
+            description="Decode every file (mono, float32, resampled to 16 kHz), skip and list unusable ones, drop "
+            "classes of fewer than 2 files, split each class into train and test, and write DATASET_DIR with "
+            "labels.json and files.json; nothing is left half-written if the import is interrupted.",
+        )
+    )
+    predict.add_arguments(
+        commands.add_parser(
+            "predict", help="train model.py on a whole labelled dataset and label a folder of new audio files",
+            description="Train model.py through the usual ingestion on every clip of --dataset and write "
+            "<out>/predictions.csv (file, predicted class, one score column per class) from its last prediction "
+            "on the decodable files under --audio.",
+        )
+    )
     return parser
 
 
@@ -52,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         return bench.main(args, argv)
     if args.command == "lodo":
         return lodo.main(args, argv)
+    if args.command == "import":
+        return audio_import.main(args, argv)
+    if args.command == "predict":
+        return predict.main(args, argv)
     try:
         if args.command == "run":
             result = run_and_score(

@@ -32,10 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile
-from joblib import Parallel, delayed
-from tqdm import tqdm
 
+from harness.audio_io import decode_parallel, read_audio
 from harness.dataset import atomic_write_json, check_clip, read_json_object, solution_path, write_dataset
 from harness.errors import DatasetError
 
@@ -297,10 +295,7 @@ def decode_clip(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: missing clip file")
-    try:
-        wave, sr = soundfile.read(path, dtype="float32", always_2d=False)
-    except Exception as error:  # libsndfile raises several types on corrupt input
-        raise DatasetError(f"{path}: cannot decode ({type(error).__name__}: {error})") from None
+    wave, sr = read_audio(path)
     if sr != SAMPLE_RATE:
         raise DatasetError(f"{path}: sample rate must be {SAMPLE_RATE} Hz, got {sr}")
     if wave.ndim == 2:
@@ -311,28 +306,11 @@ def decode_clip(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
-def _decode_chunk(paths: list[str]) -> list[np.ndarray]:
-    return [decode_clip(path) for path in paths]
-
-
 def decode_clips(
     paths: list[str | Path], *, n_jobs: int = N_JOBS, desc: str = "decoding", progress: bool = True
 ) -> list[np.ndarray]:
     """Decode clips in parallel processes over chunks of files, in order, with a progress bar."""
-    paths = [str(path) for path in paths]
-    if not paths:
-        return []
-    chunk_size = max(1, min(64, math.ceil(len(paths) / (max(1, n_jobs) * 8))))
-    chunks = [paths[i : i + chunk_size] for i in range(0, len(paths), chunk_size)]
-    waves: list[np.ndarray] = []
-    with tqdm(total=len(paths), desc=desc, unit="clip", disable=not progress, mininterval=1.0, file=sys.stderr) as bar:
-        results = Parallel(n_jobs=n_jobs, prefer="processes", return_as="generator")(
-            delayed(_decode_chunk)(chunk) for chunk in chunks
-        )
-        for chunk_waves in results:
-            waves.extend(chunk_waves)
-            bar.update(len(chunk_waves))
-    return waves
+    return list(decode_parallel(paths, decode_clip, n_jobs=n_jobs, desc=desc, progress=progress))
 
 
 # --------------------------------------------------------------------------- building
