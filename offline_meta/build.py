@@ -75,9 +75,10 @@ assert set(HARNESS_TO_RUN_STATUS.values()) <= set(RUN_STATUSES)
 
 def run_status(harness_status: str, n_predictions: int, error: str | None) -> str:
     """Map the ingestion's status to the database's `ok|timeout|memout|crash|other`."""
-    # A timeout after delivering predictions is `ok`: anytime members are meant to use
-    # the whole budget, and the ingestion only stops them there.
-    if harness_status == "timeout" and n_predictions:
+    # A budget spent between calls, after delivering predictions, is `ok`: anytime members
+    # are meant to use the whole budget. A call the ingestion killed for overrunning it is a
+    # `timeout`, whatever was delivered before: the runtime promised never to overrun.
+    if harness_status == "timeout" and n_predictions and error and "spent before" in error:
         return "ok"
     # A model process that died of SIGKILL (the ingestion's crash message says so)
     # was, in practice, taken by the out-of-memory killer.

@@ -70,6 +70,8 @@ class CnnMember(KerasMember):
         spec_augment=False,
         mixup_alpha=0.0,
         max_s=3.0,
+        span_s=None,
+        test_crops=1,
         n_mels=64,
         seed=0,
     ):
@@ -81,12 +83,14 @@ class CnnMember(KerasMember):
         self.spec_augment = spec_augment
         self.mixup_alpha = mixup_alpha
         self.max_s = max_s
+        self.span_s = span_s
+        self.test_crops = test_crops
         self.n_mels = n_mels
         self.seed = seed
 
     def feature_spec(self) -> dict:
         """Log-mel frame sequences (n, t, n_mels)."""
-        return {"name": "log_mel_frames", "params": {"max_s": self.max_s, "n_mels": self.n_mels}}
+        return {"name": "log_mel_frames", "params": {"max_s": self.feature_span_s(), "n_mels": self.n_mels}}
 
     def _build(self, input_shape: tuple, n_classes: int) -> keras.Model:
         return build_cnn(

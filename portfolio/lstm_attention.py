@@ -64,6 +64,8 @@ class LstmAttentionMember(KerasMember):
         spec_augment=False,
         mixup_alpha=0.0,
         max_s=3.0,
+        span_s=None,
+        test_crops=1,
         n_mels=64,
         n_mfcc=20,
         seed=0,
@@ -76,13 +78,15 @@ class LstmAttentionMember(KerasMember):
         self.spec_augment = spec_augment
         self.mixup_alpha = mixup_alpha
         self.max_s = max_s
+        self.span_s = span_s
+        self.test_crops = test_crops
         self.n_mels = n_mels
         self.n_mfcc = n_mfcc
         self.seed = seed
 
     def feature_spec(self) -> dict:
         """MFCC frame sequences (n, t, n_mfcc)."""
-        return {"name": "mfcc_frames", "params": {"max_s": self.max_s, "n_mels": self.n_mels, "n_mfcc": self.n_mfcc}}
+        return {"name": "mfcc_frames", "params": {"max_s": self.feature_span_s(), "n_mels": self.n_mels, "n_mfcc": self.n_mfcc}}
 
     def _build(self, input_shape: tuple, n_classes: int) -> keras.Model:
         return build_lstm_attention(

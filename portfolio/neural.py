@@ -27,6 +27,8 @@ KERAS_CONSTRAINTS = {
     "batch_size": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
     "spec_augment": (lambda v: isinstance(v, bool), "a bool"),
     "mixup_alpha": (lambda v: v >= 0, ">= 0"),
+    "span_s": (lambda v: v is None or v > 0, "None or > 0"),
+    "test_crops": (lambda v: isinstance(v, int) and v >= 1, "an int >= 1"),
 }
 
 
@@ -83,6 +85,18 @@ def mixup(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, alpha: float) 
     return mixed[0], mixed[1]
 
 
+def random_crops(X: np.ndarray, n_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """One window of ``n_frames`` per row of ``X`` [shape=(n, t, d)], each at its own random start."""
+    starts = rng.integers(0, X.shape[1] - n_frames + 1, size=len(X))
+    return X[np.arange(len(X))[:, None], starts[:, None] + np.arange(n_frames)]
+
+
+def spread_crops(X: np.ndarray, n_frames: int, n_crops: int) -> list[np.ndarray]:
+    """``n_crops`` windows of ``n_frames`` spread evenly from the start to the end of every row."""
+    starts = np.unique(np.linspace(0, X.shape[1] - n_frames, n_crops).round().astype(int))
+    return [X[:, start:start + n_frames] for start in starts]
+
+
 def batched(X: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator) -> tf.data.Dataset:
     """Shuffled mini-batches of (X, y) as a dataset without tf.data autotuning.
 
@@ -133,11 +147,25 @@ class KerasMember(Member):
     after every batch, so a round overruns by at most one batch, plus graph
     tracing in the first round; at least one batch is trained per round.
     ``n_epochs_`` counts epochs, fractional.
+
+    Whole clips, not just their first seconds: with ``span_s`` longer than
+    ``max_s``, the front end covers ``span_s`` seconds of each clip, every
+    epoch trains on a fresh random ``max_s`` window of each, and predictions
+    average ``test_crops`` windows spread over the span.
     Subclasses define hyperparameters ``dropout``, ``lr``, ``batch_size``,
-    ``spec_augment``, ``mixup_alpha``, ``seed`` (checked by merging
+    ``spec_augment``, ``mixup_alpha``, ``max_s``, ``span_s``, ``test_crops``,
+    ``seed`` (checked by merging
     ``KERAS_CONSTRAINTS`` into their ``_parameter_constraints``), plus
     ``feature_spec`` and ``_build``.
     """
+
+    def feature_span_s(self) -> float:
+        """Seconds of each clip the front end covers: the crop, or the longer span crops are drawn from."""
+        return max(self.max_s, self.span_s or self.max_s)
+
+    def _crop_frames(self, n_frames: int) -> int:
+        """Frames of one ``max_s`` window in features that cover ``feature_span_s`` in ``n_frames``."""
+        return max(1, min(n_frames, round(n_frames * self.max_s / self.feature_span_s())))
 
     @abstractmethod
     def _build(self, input_shape: tuple, n_classes: int):
@@ -169,13 +197,14 @@ class KerasMember(Member):
             self.n_epochs_ = 0.0
         rng = np.random.default_rng([self.seed, self.n_rounds_])
         X, y = self._inputs(X), np.asarray(y_onehot, dtype=np.float32)
+        crop_frames = self._crop_frames(X.shape[1])
         steps_per_epoch = math.ceil(len(X) / self.batch_size)
         # Small data: several freshly augmented epochs per fit call, to amortize its setup.
         epochs_per_fit = math.ceil(MIN_BATCHES_PER_FIT / steps_per_epoch)
         deadline = DeadlineCallback(start + time_allowance_s)
         batch_s = []
         while not deadline.reached:
-            parts = [self._augmented(X, y, rng) for _ in range(epochs_per_fit)]
+            parts = [self._augmented(X, y, rng, crop_frames) for _ in range(epochs_per_fit)]
             X_fit, y_fit = (np.concatenate(p) for p in zip(*parts)) if epochs_per_fit > 1 else parts[0]
             dataset = batched(X_fit, y_fit, self.batch_size, rng)  # already shuffled
             self.model_.fit(dataset, epochs=1, shuffle=False, callbacks=[deadline], verbose=0)
@@ -192,8 +221,12 @@ class KerasMember(Member):
             self._log_cost("fit", len(X), float(np.median(batch_s[1:])) * steps_per_epoch)
         return self
 
-    def _augmented(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """One epoch of training data, SpecAugment-masked and mixed up as configured."""
+    def _augmented(
+        self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator, crop_frames: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One epoch of training data: random windows, SpecAugment-masked and mixed up as configured."""
+        if crop_frames < X.shape[1]:
+            X = random_crops(X, crop_frames, rng)
         if self.spec_augment:
             X = spec_augment(X, rng)
         if self.mixup_alpha > 0:
@@ -207,8 +240,12 @@ class KerasMember(Member):
             return np.zeros((0, self.n_classes_))
         start = time.monotonic()
         X = self._inputs(X)
-        proba = np.concatenate(
-            [self.model_.predict_on_batch(X[lo:lo + PREDICT_BATCH]) for lo in range(0, len(X), PREDICT_BATCH)]
-        )
+        crops = spread_crops(X, self._crop_frames(X.shape[1]), self.test_crops)
+        proba = sum(
+            np.concatenate(
+                [self.model_.predict_on_batch(crop[lo:lo + PREDICT_BATCH]) for lo in range(0, len(crop), PREDICT_BATCH)]
+            )
+            for crop in crops
+        ) / len(crops)
         self._log_cost("predict", len(X), time.monotonic() - start)
         return normalize_proba(proba)

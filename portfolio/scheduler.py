@@ -5,7 +5,14 @@ allowance, score it on a held-out validation split); the following `test` call r
 new test prediction only when the round, alone or in an ensemble with the best earlier
 rounds, beats the best validation score so far, and otherwise repeats the best prediction.
 Every round is costed before it starts and skipped if it would not fit in the remaining
-budget, so the ingestion never has to kill a call.
+budget, so the ingestion never has to kill a call; the ensemble step is costed too.
+
+How rounds are validated depends on how many clips each class has (`choose_validation`):
+a held-out split when classes are well filled; out-of-fold predictions over every training
+clip ("crossfit": k fold copies of each member beside the one fit on all clips) when they
+are few, so small data is neither wasted on validation nor validated on one class; and no
+validation at all when every class has a single clip, where each step's latest round is
+averaged instead.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from portfolio.base import COST_MARGIN
 from portfolio.features import FeatureCache
 from portfolio.metric import MetricError, normalized_auc
 from portfolio.input_audit import audit_clips, audit_labels, audit_test_lengths
@@ -38,6 +46,7 @@ class Round:
     val_score: float
     member: object
     step: dict
+    step_index: int
     test_proba: np.ndarray | None = None
 
 
@@ -60,6 +69,53 @@ def stratified_validation_split(
     return np.sort(np.array(train_idx, dtype=int)), np.sort(np.array(val_idx, dtype=int))
 
 
+@dataclass
+class Validation:
+    """How rounds are scored: which clips, which class columns, and (crossfit) each clip's fold."""
+
+    mode: str  # "holdout", "crossfit" or "none"
+    train_idx: np.ndarray  # clips members are fit on
+    val_idx: np.ndarray  # clips whose held-out probabilities score a round
+    columns: np.ndarray  # class columns that can be scored on val_idx
+    folds: np.ndarray | None = None  # crossfit: fold of every clip of val_idx (= train_idx)
+    n_folds: int = 0
+
+
+def stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold number of every clip: each class dealt round-robin from a random fold, so folds stay balanced."""
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(y), dtype=int)
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        folds[members] = (rng.integers(n_folds) + np.arange(len(members))) % n_folds
+    return folds
+
+
+def choose_validation(y: np.ndarray, class_num: int, config: dict, seed: int) -> Validation:
+    """The validation policy for these labels (`config` is the plan's "validation" object).
+
+    Holdout (a stratified `fraction`, at most `max_clips`) when the median class has at least
+    `min_holdout_per_class` clips and the held-out clips span two classes or more; otherwise,
+    up to `max_crossfit_clips` clips, crossfit with up to `folds` folds, scored on the columns
+    of classes with two clips or more; with no such column, no validation ("none").
+    """
+    counts = np.bincount(y, minlength=class_num)
+    present = counts[counts > 0]
+    train_idx, val_idx = stratified_validation_split(
+        y, config.get("fraction", 0.2), config.get("max_clips", 600), seed
+    )
+    holdout_columns = np.unique(y[val_idx])
+    small = np.median(present) < config.get("min_holdout_per_class", 10) or len(holdout_columns) < 2
+    if not small or len(y) > config.get("max_crossfit_clips", 3000):
+        return Validation("holdout", train_idx, val_idx, holdout_columns)
+    all_idx = np.arange(len(y))
+    columns = np.flatnonzero(counts >= 2)
+    if len(columns) == 0:
+        return Validation("none", all_idx, np.array([], dtype=int), columns)
+    n_folds = int(min(config.get("folds", 3), max(2, present.max())))
+    return Validation("crossfit", all_idx, all_idx, columns, stratified_folds(y, n_folds, seed), n_folds)
+
+
 def class_balanced_subset(y: np.ndarray, max_per_class: int, seed: int) -> np.ndarray:
     """Up to `max_per_class` indices of each class, sorted."""
     rng = np.random.default_rng(seed)
@@ -68,7 +124,10 @@ def class_balanced_subset(y: np.ndarray, max_per_class: int, seed: int) -> np.nd
 
 
 def validation_score(y_val_onehot: np.ndarray, proba: np.ndarray) -> float:
-    """2*AUC-1 on validation, as the platform scores test; -1 where nothing is scorable."""
+    """2*AUC-1 on validation, as the platform scores test; -1 where nothing is scorable.
+
+    Callers pass only the scorable columns (`Validation.columns`) of both arrays.
+    """
     try:
         return normalized_auc(y_val_onehot, proba)
     except MetricError as error:  # e.g. no scorable column when validation holds one class
@@ -116,36 +175,57 @@ class Scheduler:
         self.step_stale_rounds = 0
         self.step_best_score = -np.inf  # best validation score of the current step's member
         self.step_member = None
+        self.step_fold_members: list = []  # crossfit: the step member's copy for each fold
         self.pending: Round | None = None
         self.ensemble_pool: list[Round] = []  # best rounds by validation (up to pool_size), with test probabilities
         self.ensemble_weights: dict[str, float] = {}  # round label -> weight in the returned prediction
+        self.latest_by_step: dict[int, Round] = {}  # validation "none": each step's latest round, averaged
         self.best_score = -np.inf
         self.best_prediction = None
-        self.split: dict[str, np.ndarray] | None = None  # "train"/"val" -> clip indices, set on the first train call
+        self.score_call_s = 1e-3  # measured seconds of one validation score (the ensemble's unit of work)
+        self.validation: Validation | None = None  # set on the first train call
+        self.validate_round = True  # False: the current round fits no fold copies (crossfit only)
         self.test_audited = False
+
+    @property
+    def split(self) -> dict[str, np.ndarray] | None:
+        """"train"/"val" -> clip indices (the same clips in crossfit mode), or None before the first call."""
+        if self.validation is None:
+            return None
+        return {"train": self.validation.train_idx, "val": self.validation.val_idx}
 
     # ------------------------------------------------------------------ data views
 
     def _prepare(self, x_train: list, y_train: np.ndarray) -> None:
-        """First call only: labels, the validation split, and the training subsets of the plan."""
+        """First call only: labels, the validation policy, and the training subsets of the plan."""
         self.x_train = x_train
         self.y = np.argmax(y_train, axis=1)
-        validation = self.plan.get("validation", {})
-        train_idx, val_idx = stratified_validation_split(
-            self.y, validation.get("fraction", 0.2), validation.get("max_clips", 600), self.seed
-        )
-        self.split = {"train": train_idx, "val": val_idx}
-        self.y_val_onehot = np.eye(self.class_num)[self.y[val_idx]]
+        self.validation = choose_validation(self.y, self.class_num, self.plan.get("validation", {}), self.seed)
+        self.y_val_onehot = np.eye(self.class_num)[self.y[self.validation.val_idx]]
         durations_s = np.array([np.size(wave) for wave in x_train]) / SR
         self.duration_cap_s = max(0.5, float(np.ceil(np.percentile(durations_s, 95) * 10) / 10))
         self.train_max_s = float(durations_s.max())
         for finding in audit_clips(x_train, "training", seed=self.seed) + audit_labels(y_train):
             LOG.warning("input: %s", finding)
-        LOG.info("split: %d train, %d validation clips", len(train_idx), len(val_idx))
+        v = self.validation
+        LOG.info(
+            "validation %s: %d train, %d validation clips, %d scorable classes%s", v.mode, len(v.train_idx),
+            len(v.val_idx), len(v.columns), f", {v.n_folds} folds" if v.folds is not None else "",
+        )
+
+    def _score(self, proba: np.ndarray) -> float:
+        """Validation score of held-out probabilities on the scorable columns; NaN without validation."""
+        if self.validation.mode == "none" or not np.isfinite(proba).all():
+            return float("nan")
+        columns = self.validation.columns
+        start = time.monotonic()
+        score = validation_score(self.y_val_onehot[:, columns], proba[:, columns])
+        self.score_call_s = 0.5 * self.score_call_s + 0.5 * (time.monotonic() - start)
+        return score
 
     def _subset_indices(self, step: dict) -> tuple[str, np.ndarray]:
         """The training clips a step uses: all non-validation clips, or a class-balanced cap."""
-        train_idx = self.split["train"]
+        train_idx = self.validation.train_idx
         cap = step.get("max_per_class")
         if not cap:
             return "train", train_idx
@@ -185,35 +265,48 @@ class Scheduler:
         """Fit time of the next round: `round_s`, growing by `round_growth` each round."""
         return step.get("round_s", 10.0) * step.get("round_growth", 1.0) ** self.step_rounds
 
-    def _plan_round(self, step: dict, member, n_train: int, available_s: float) -> float | None:
-        """Fit allowance of the step's next round, or None if the round cannot fit in `available_s`.
+    def _ensemble_cost_s(self, pool_len: int) -> float:
+        """Seconds of the greedy ensemble over `pool_len` rounds: one validation score per candidate and pick."""
+        if self.validation.mode != "holdout" and self.validation.mode != "crossfit":
+            return 0.0
+        return COST_MARGIN * pool_len * self.plan.get("ensemble_size", 8) * self.score_call_s
 
-        Features not yet cached and predictions on validation and test are paid first; a
-        time-sliced step (`round_s`) gets its allowance cut to what is left (less the
-        set-up of a member's first round), as long as at least half its nominal round is
-        left (members stop at their deadline, mid-epoch if need be); other steps need a
-        full fit.
+    def _plan_round(self, step: dict, member, n_train: int, available_s: float, n_folds: int) -> float | None:
+        """Fit allowance of the step's next round (for each of its fits), or None if it cannot fit.
+
+        Features not yet cached, predictions on validation and test, and the ensemble step
+        that follows are paid first; crossfit fits `1 + n_folds` copies of the member, which
+        share a time-sliced round and each need a full fit otherwise (`n_folds` 0: the full
+        fit alone). A time-sliced step (`round_s`) gets its allowance cut to
+        what is left (less the set-up of a member's first round), as long as at least half
+        its nominal round is left (members stop at their deadline, mid-epoch if need be);
+        other steps need a full fit.
         """
-        subset, _ = self._subset_indices(step)
-        n_val = len(self.split["val"])
+        n_val = len(self.validation.val_idx)
+        n_fits = 1 + n_folds
         estimate = member.estimate_cost_s(n_train, self.n_test + n_val)
+        if self.validation.mode == "crossfit":  # one feature matrix of all clips serves fits and validation
+            data_s = self._feature_cost_s(member, "train", len(self.validation.train_idx))
+        else:
+            data_s = self._feature_cost_s(member, self._subset_indices(step)[0], n_train)
+            data_s += self._feature_cost_s(member, "val", n_val)
         fixed_s = (
-            self._feature_cost_s(member, subset, n_train)
-            + self._feature_cost_s(member, "val", n_val)
+            data_s
             + self._feature_cost_s(member, "test", self.n_test)
             + estimate["predict"]
+            + self._ensemble_cost_s(min(len(self.ensemble_pool) + 1, self.plan.get("pool_size", 12)))
         )
-        left_s = available_s - fixed_s
+        left_s = (available_s - fixed_s) / n_fits
         if step.get("round_s"):
             # A member's first round also builds and traces its model: its prior fit cost.
             setup_s = 0.0 if hasattr(member, "n_rounds_") else estimate["fit"]
-            nominal_s = self._round_allowance_s(step)
+            nominal_s = self._round_allowance_s(step) / n_fits  # crossfit fits share the round
             allowance_s = min(nominal_s, left_s - setup_s)
             return allowance_s if allowance_s >= 0.5 * nominal_s else None
         return estimate["fit"] if estimate["fit"] <= left_s else None
 
     def _make_member(self, step: dict):
-        """The step's member, its crop (`max_s`) capped at what the clips need.
+        """The step's member, its crops (`max_s`, `span_s`) capped at what the clips need.
 
         Crops longer than the 95th percentile of training durations would only tile short
         clips again and again, at a cost and with nothing to learn from.
@@ -221,9 +314,10 @@ class Scheduler:
         # Not registry.make_member: `self.members` may be another mapping (tests pass duck-typed
         # stand-ins, which need not have get_params).
         member = self.members[step["member"]](**step.get("params", {}))
-        max_s = member.get_params().get("max_s") if hasattr(member, "get_params") else None
-        if max_s is not None and max_s > self.duration_cap_s:
-            member.set_params(max_s=self.duration_cap_s)
+        params = member.get_params() if hasattr(member, "get_params") else {}
+        capped = {k: self.duration_cap_s for k in ("max_s", "span_s") if params.get(k) and params[k] > self.duration_cap_s}
+        if capped:
+            member.set_params(**capped)
         return member
 
     def _advance_step(self) -> None:
@@ -232,6 +326,7 @@ class Scheduler:
         self.step_stale_rounds = 0
         self.step_best_score = -np.inf
         self.step_member = None
+        self.step_fold_members = []
 
     def _current_step(self, remaining_s: float):
         """The next step with a round that fits the remaining budget: (step, member, fit allowance)."""
@@ -244,8 +339,15 @@ class Scheduler:
                 continue
             if self.step_member is None:
                 self.step_member = self._make_member(step)
+                self.step_fold_members = [self._make_member(step) for _ in range(self.validation.n_folds)]
             _, subset_idx = self._subset_indices(step)
-            allowance_s = self._plan_round(step, self.step_member, len(subset_idx), remaining_s - margin)
+            allowance_s = self._plan_round(
+                step, self.step_member, len(subset_idx), remaining_s - margin, self.validation.n_folds
+            )
+            self.validate_round = allowance_s is not None
+            if allowance_s is None and self.validation.n_folds and self.best_prediction is None:
+                # No fold copies fit, and nothing is predicted yet: the full fit alone, unvalidated.
+                allowance_s = self._plan_round(step, self.step_member, len(subset_idx), remaining_s - margin, 0)
             if allowance_s is not None:
                 return step, self.step_member, allowance_s
             LOG.info("skip step %d (%s): its round does not fit in %.1f s", self.step_index, step["member"], remaining_s)
@@ -254,31 +356,57 @@ class Scheduler:
 
     # ------------------------------------------------------------------ protocol
 
+    def _fit_and_validate(self, step: dict, member, allowance_s: float) -> np.ndarray:
+        """Fit the round's member(s) and return held-out probabilities of the validation clips."""
+        subset, subset_idx = self._subset_indices(step)
+        if self.validation.mode != "crossfit":
+            X = self._features(member, subset, [self.x_train[i] for i in subset_idx])
+            member.partial_fit(X, np.eye(self.class_num)[self.y[subset_idx]], time_allowance_s=allowance_s)
+            if self.validation.mode == "none":
+                return np.zeros((0, self.class_num))
+            return member.predict_proba(self._features(member, "val", [self.x_train[i] for i in self.validation.val_idx]))
+        # Crossfit: every clip is a training and a validation clip; features of all clips once.
+        X_all = self._features(member, "train", self.x_train)
+        folds = self.validation.folds
+        in_subset = np.zeros(len(self.y), dtype=bool)
+        in_subset[subset_idx] = True
+        member.partial_fit(X_all[in_subset], np.eye(self.class_num)[self.y[in_subset]], time_allowance_s=allowance_s)
+        proba = np.zeros((len(self.y), self.class_num))
+        outside = ~in_subset
+        if outside.any():  # clips a capped step never trains on are held out from its full fit
+            proba[outside] = member.predict_proba(X_all[outside])
+        if not self.validate_round:
+            return np.full((len(self.y), self.class_num), np.nan)
+        for fold, fold_member in enumerate(self.step_fold_members):
+            fit_rows = in_subset & (folds != fold)
+            held_rows = in_subset & (folds == fold)
+            if not held_rows.any() or not fit_rows.any():
+                continue
+            fold_member.partial_fit(X_all[fit_rows], np.eye(self.class_num)[self.y[fit_rows]], time_allowance_s=allowance_s)
+            proba[held_rows] = fold_member.predict_proba(X_all[held_rows])
+        return proba
+
     def train(self, x_train: list, y_train: np.ndarray, remaining_s: float) -> None:
         """Run one round of the plan (or declare training done when nothing fits)."""
-        if self.split is None:
+        if self.validation is None:
             self._prepare(x_train, y_train)
         step, member, allowance_s = self._current_step(remaining_s)
         if step is None:
             self.done_training = True
             return
-        subset, subset_idx = self._subset_indices(step)
-        X = self._features(member, subset, [self.x_train[i] for i in subset_idx])
-        X_val = self._features(member, "val", [self.x_train[i] for i in self.split["val"]])
-        y_onehot = np.eye(self.class_num)[self.y[subset_idx]]
-        member.partial_fit(X, y_onehot, time_allowance_s=allowance_s)
-        val_proba = member.predict_proba(X_val)
-        score = validation_score(self.y_val_onehot, val_proba)
+        val_proba = self._fit_and_validate(step, member, allowance_s)
+        score = self._score(val_proba)
         label = f"step{self.step_index}:{step['member']}#{self.step_rounds}"
-        self.pending = Round(label, val_proba, score, member, step)
+        self.pending = Round(label, val_proba, score, member, step, self.step_index)
         self.step_rounds += 1
-        self.step_stale_rounds = 0 if score > self.step_best_score else self.step_stale_rounds + 1
-        self.step_best_score = max(score, self.step_best_score)
+        improved = score > self.step_best_score or not np.isfinite(score)
+        self.step_stale_rounds = 0 if improved else self.step_stale_rounds + 1
+        self.step_best_score = max(score, self.step_best_score) if np.isfinite(score) else self.step_best_score
         LOG.info("%s: validation 2AUC-1 %.4f (best so far %.4f)", label, score, self.best_score)
 
     def test(self, test_x: list, remaining_s: float) -> np.ndarray:
         """The best prediction so far, refreshed when the last round lifts the ensemble's validation."""
-        if not self.test_audited and self.split is not None:
+        if not self.test_audited and self.validation is not None:
             self.test_audited = True
             for finding in audit_clips(test_x, "test", seed=self.seed) + audit_test_lengths(test_x, self.train_max_s):
                 LOG.warning("input: %s", finding)
@@ -286,18 +414,22 @@ class Scheduler:
         if candidate is None:
             return self._fallback(len(test_x))
         member = candidate.member
+        margin_s = self.plan.get("margin_s", 3.0)
         cost = self._feature_cost_s(member, "test", len(test_x)) + member.estimate_cost_s(0, len(test_x))["predict"]
-        if self.best_prediction is not None and cost > remaining_s - self.plan.get("margin_s", 3.0):
+        if self.best_prediction is not None and cost > remaining_s - margin_s:
             LOG.info("no time to predict test with %s (~%.1f s, %.1f s left)", candidate.label, cost, remaining_s)
             return self.best_prediction
+        start = time.monotonic()
         candidate.test_proba = member.predict_proba(self._features(member, "test", test_x))
-        pool_size = self.plan.get("pool_size", 12)
-        self.ensemble_pool = sorted(
-            self.ensemble_pool + [candidate], key=lambda r: r.val_score, reverse=True
-        )[:pool_size]
-        weights, score = greedy_ensemble(
-            [r.val_proba for r in self.ensemble_pool], self.y_val_onehot, self.plan.get("ensemble_size", 8)
-        )
+        if self.validation.mode == "none":
+            return self._unvalidated_average(candidate)
+        if not np.isfinite(candidate.val_score):  # an unvalidated first round: better than priors, not pooled
+            self.best_prediction = candidate.test_proba
+            LOG.info("first prediction from %s, not validated (no time for its fold copies)", candidate.label)
+            return self.best_prediction
+        pool = sorted(self.ensemble_pool + [candidate], key=lambda r: r.val_score, reverse=True)
+        self.ensemble_pool = pool[: self.plan.get("pool_size", 12)]
+        weights, score = self._ensemble(remaining_s - margin_s - (time.monotonic() - start))
         if self.best_prediction is not None and score <= self.best_score + self.plan.get("min_improvement", 1e-4):
             return self.best_prediction
         self.best_prediction = sum(w * r.test_proba for w, r in zip(weights, self.ensemble_pool) if w > 0)
@@ -306,6 +438,38 @@ class Scheduler:
         LOG.info(
             "new best: validation %.4f with %s", score, {k: round(w, 3) for k, w in self.ensemble_weights.items()}
         )
+        return self.best_prediction
+
+    def _ensemble(self, available_s: float) -> tuple[np.ndarray, float]:
+        """Greedy ensemble weights over the pool and their score, cut to the picks `available_s` pays for.
+
+        With no time for even one pass over the pool, the best single round (the pool is
+        sorted by validation score) stands alone.
+        """
+        pool = self.ensemble_pool
+        per_pick_s = COST_MARGIN * len(pool) * self.score_call_s
+        size = min(self.plan.get("ensemble_size", 8), int(available_s / per_pick_s) if per_pick_s > 0 else 10**9)
+        if size < 1 or len(pool) == 1:
+            weights = np.zeros(len(pool))
+            weights[0] = 1.0
+            return weights, pool[0].val_score
+        if size < self.plan.get("ensemble_size", 8):
+            LOG.info("ensemble cut to %d picks to fit %.1f s", size, available_s)
+        start = time.monotonic()
+        columns = self.validation.columns
+        weights, score = greedy_ensemble(
+            [r.val_proba[:, columns] for r in pool], self.y_val_onehot[:, columns], size
+        )
+        self.score_call_s = (time.monotonic() - start) / max(1, len(pool) * size)
+        return weights, score
+
+    def _unvalidated_average(self, candidate: Round) -> np.ndarray:
+        """No validation possible: the mean of each step's latest round, so later steps count without a vote."""
+        self.latest_by_step[candidate.step_index] = candidate
+        rounds = list(self.latest_by_step.values())
+        self.best_prediction = sum(r.test_proba for r in rounds) / len(rounds)
+        self.ensemble_weights = {r.label: 1.0 / len(rounds) for r in rounds}
+        LOG.info("no validation possible: averaging %s", sorted(self.ensemble_weights))
         return self.best_prediction
 
     def _fallback(self, n_test: int) -> np.ndarray:

@@ -148,3 +148,36 @@ def test_mixup_mixes_inputs_and_labels_with_the_same_weights():
     X_mixed, y_mixed = mixup(X, y, np.random.default_rng(0), alpha=0.4)
     np.testing.assert_allclose(y_mixed.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(X_mixed[:, 0, 0], y_mixed @ np.arange(6), atol=1e-5)
+
+
+def test_random_crops_and_spread_crops_cover_the_span():
+    from portfolio.neural import random_crops, spread_crops
+
+    X = np.arange(2 * 10 * 1, dtype=np.float32).reshape(2, 10, 1)
+    crops = random_crops(X, 4, np.random.default_rng(0))
+    assert crops.shape == (2, 4, 1)
+    for row, crop in zip(X, crops):  # each crop is a contiguous window of its own row
+        start = int(crop[0, 0] - row[0, 0])
+        np.testing.assert_array_equal(crop, row[start:start + 4])
+    spread = spread_crops(X, 4, 3)
+    assert [int(c[0, 0, 0]) for c in spread] == [0, 3, 6]  # start, middle, end
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cnn", "lstm_attention"])
+def test_keras_member_trains_on_windows_of_the_whole_clip(name):
+    # The class is in the last second of 3 s clips: crops of the first second alone cannot see it.
+    rng = np.random.default_rng(0)
+    labels = np.resize([0, 1], 24)
+    waves = []
+    for label in labels:
+        wave = 0.02 * rng.standard_normal(3 * SR).astype(np.float32)
+        wave[2 * SR:] += tone(1.0, 300 if label == 0 else 1200, seed=int(rng.integers(1000)))
+        waves.append(wave)
+    member = make_member(name, {**TINY[name], "max_s": 1.0, "span_s": 3.0, "test_crops": 3})
+    assert member.feature_spec()["params"]["max_s"] == 3.0
+    X = features(member, waves)
+    member.partial_fit(X, onehot(labels, 2), time_allowance_s=3.0)
+    proba = member.predict_proba(X)
+    check_predictions(proba, len(waves), 2)
+    assert np.mean(np.argmax(proba, axis=1) == labels) > 0.7

@@ -237,6 +237,7 @@ def test_run_status_maps_the_ingestion_outcomes():
     assert run_status("done", 3, None) == run_status("stopped", 1, "test returned None") == "ok"
     assert run_status("timeout", 2, "budget of 300 s spent before train") == "ok"
     assert run_status("timeout", 0, "train call overran") == "timeout"
+    assert run_status("timeout", 4, "test call overran the remaining budget of 2.10 s and was killed") == "timeout"
     assert run_status("init_timeout", 0, "exceeded") == "timeout"
     assert run_status("crash", 1, "model process was killed (SIGKILL, exit code -9; out of memory?)") == "memout"
     assert run_status("crash", 0, "Traceback ...") == run_status("bad_prediction", 0, "shape") == "crash"

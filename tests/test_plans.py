@@ -39,3 +39,8 @@ def test_load_plan_names_the_file(tmp_path):
     path.write_text(json.dumps(plan_with({"n_mel": 40})))
     with pytest.raises(PlanError, match=r"bad\.json: step 1 \(linear\) params .*n_mel"):
         load_plan(path, MEMBERS)
+
+
+def test_check_plan_names_an_unknown_validation_key():
+    with pytest.raises(PlanError, match=r"validation must be an object with keys among .*got \{'fold': 3\}"):
+        check_plan({"validation": {"fold": 3}, "steps": [{"member": "linear"}]}, {"linear": object})

@@ -7,8 +7,10 @@ import pytest
 
 from portfolio.scheduler import (
     Scheduler,
+    choose_validation,
     class_balanced_subset,
     greedy_ensemble,
+    stratified_folds,
     stratified_validation_split,
     validation_score,
 )
@@ -148,3 +150,66 @@ def test_scheduler_costs_features_of_each_front_end_setting_separately():
     scheduler._features(short, "train", x_train)
     assert scheduler._feature_cost_s(short, "train", len(x_train)) == 0.0
     assert scheduler._feature_cost_s(long, "train", len(x_train)) > 0.0
+
+
+@pytest.mark.parametrize(
+    ("counts", "mode", "columns"),
+    [
+        ([20, 20, 20], "holdout", [0, 1, 2]),
+        ([2] * 40, "crossfit", list(range(40))),
+        ([30, 2, 1], "crossfit", [0, 1]),  # a holdout would score class 0 alone
+        ([1] * 10, "none", []),
+        ([5, 0, 5], "crossfit", [0, 2]),  # a class with no clip is never scored
+    ],
+)
+def test_choose_validation_by_clips_per_class(counts, mode, columns):
+    y = np.repeat(np.arange(len(counts)), counts)
+    validation = choose_validation(y, len(counts), {}, seed=0)
+    assert validation.mode == mode and validation.columns.tolist() == columns
+    if mode == "crossfit":  # every clip is trained on (by the full fit) and held out (by one fold)
+        assert validation.train_idx.tolist() == validation.val_idx.tolist() == list(range(len(y)))
+        assert 2 <= validation.n_folds <= 3 and set(validation.folds) == set(range(validation.n_folds))
+
+
+def test_stratified_folds_deal_each_class_across_folds():
+    y = np.repeat([0, 1, 2], [7, 3, 2])
+    folds = stratified_folds(y, 3, seed=0)
+    for label, count in enumerate([7, 3, 2]):
+        per_fold = np.bincount(folds[y == label], minlength=3)
+        assert per_fold.max() - per_fold.min() <= 1 and per_fold.sum() == count
+
+
+def test_crossfit_rounds_hold_out_every_clip_and_fit_the_last_on_all():
+    class CountingMember(NoisyCentroidMember):
+        def partial_fit(self, X, y_onehot, time_allowance_s):
+            self.n_fit_rows_ = len(X)
+            return super().partial_fit(X, y_onehot, time_allowance_s)
+
+    meta, x_train, y_train, x_test, _ = tone_task(n_classes=4, n_train=12, n_test=8)
+    scheduler = Scheduler(meta, {"steps": [{"member": "noisy", "rounds": 1}]}, members={"noisy": CountingMember})
+    scheduler.train(x_train, y_train, 100.0)
+    assert scheduler.validation.mode == "crossfit"
+    round_ = scheduler.pending
+    assert round_.val_proba.shape == (12, 4) and np.allclose(round_.val_proba.sum(axis=1), 1.0)
+    assert round_.member.n_fit_rows_ == 12
+    assert sorted(m.n_fit_rows_ for m in scheduler.step_fold_members) == sorted(
+        (12 - np.bincount(scheduler.validation.folds)).tolist()
+    )
+    # The fold copies never saw the clips they scored: their centroids differ from the full fit's.
+    assert len(scheduler.step_fold_members) == scheduler.validation.n_folds
+    assert not np.allclose(scheduler.step_fold_members[0].centroids_, round_.member.centroids_)
+    assert scheduler.test(x_test, 100.0).shape == (8, 4)
+
+
+def test_ensemble_is_cut_to_the_time_left():
+    meta, x_train, y_train, x_test, _ = tone_task()
+    plan = {"ensemble_size": 8, "steps": [{"member": "noisy", "params": {"noise_schedule": [0.6]}, "rounds": 4}]}
+    scheduler = Scheduler(meta, plan, members={"noisy": NoisyCentroidMember})
+    run_rounds(scheduler, x_train, y_train, x_test, max_rounds=3)
+    scheduler.score_call_s = 1.0  # pretend one validation score takes a second
+    assert scheduler._ensemble_cost_s(len(scheduler.ensemble_pool)) > 20.0
+    weights, _ = scheduler._ensemble(available_s=2 * len(scheduler.ensemble_pool) * 1.25 + 0.1)
+    assert weights.sum() == pytest.approx(1.0) and np.count_nonzero(weights) <= 2
+    scheduler.score_call_s = 1.0
+    weights, score = scheduler._ensemble(available_s=0.5)  # not even one pass: the best single round
+    assert weights[0] == 1.0 and score == scheduler.ensemble_pool[0].val_score

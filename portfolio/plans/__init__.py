@@ -3,7 +3,9 @@
 A plan is a JSON object:
 
     {"name": str,
-     "validation": {"fraction": 0.2, "max_clips": 600},   # held-out split scored each round
+     "validation": {"fraction": 0.2, "max_clips": 600,     # held-out split scored each round, when
+                    "min_holdout_per_class": 10,          #   the median class has this many clips;
+                    "folds": 3, "max_crossfit_clips": 3000},  # else out-of-fold (scheduler.choose_validation)
      "pool_size": 12,              # rounds kept (best by validation) for ensembling
      "ensemble_size": 8,           # greedy forward selection (with replacement) of that many picks
      "min_improvement": 1e-4,      # a new prediction needs this much validation gain
@@ -22,6 +24,7 @@ from pathlib import Path
 
 PLANS_DIR = Path(__file__).resolve().parent
 STEP_KEYS = {"member", "params", "max_per_class", "rounds", "round_s", "round_growth", "patience"}
+VALIDATION_KEYS = {"fraction", "max_clips", "min_holdout_per_class", "folds", "max_crossfit_clips"}
 PLAN_KEYS = {"name", "validation", "pool_size", "ensemble_size", "min_improvement", "margin_s", "margin_fraction", "steps"}
 
 
@@ -36,6 +39,9 @@ def check_plan(plan: dict, members: dict, where: str = "plan") -> dict:
     unknown = set(plan) - PLAN_KEYS
     if unknown:
         raise PlanError(f"{where}: unknown keys {sorted(unknown)}")
+    validation = plan.get("validation", {})
+    if not isinstance(validation, dict) or set(validation) - VALIDATION_KEYS:
+        raise PlanError(f"{where}: validation must be an object with keys among {sorted(VALIDATION_KEYS)}, got {validation!r}")
     steps = plan.get("steps")
     if not isinstance(steps, list) or not steps:
         raise PlanError(f"{where}: steps must be a non-empty list, got {steps!r}")
