@@ -23,9 +23,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from metafeatures import compute_metafeatures  # noqa: E402
+from portfolio.embeddings import measure_rate, speed_key  # noqa: E402
 from portfolio.features import log_mel_stats  # noqa: E402
 from portfolio.neural import configure_tensorflow  # noqa: E402
 from portfolio.plans import default_plan_path, load_plan  # noqa: E402
+from portfolio.pretrained import NAMES as PRETRAINED_NAMES  # noqa: E402
+from portfolio.pretrained import warm_up_pretrained  # noqa: E402
 from portfolio.registry import MEMBERS  # noqa: E402
 from portfolio.scheduler import Scheduler  # noqa: E402
 from portfolio.selection import choose_plan_or_default  # noqa: E402
@@ -34,13 +37,29 @@ LOG = logging.getLogger("autospeech")
 META_DB_PATH = ROOT / "meta_db.json"
 
 
-def warm_up() -> None:
-    """Pay one-off costs (thread pools, FFT plans, mel filters) before the clock starts."""
+def warm_up(plan: dict) -> dict:
+    """Pay one-off costs before the clock starts: thread pools, FFT plans, mel filters, and
+    loading (with its hash check) and first run of the pretrained models the plan uses.
+
+    Returns the embedding speeds of the plan's pretrained steps, measured on this machine.
+    """
     configure_tensorflow()
     rng = np.random.default_rng(0)
     clips = [rng.standard_normal(16000).astype(np.float32) for _ in range(4)]
     for max_s in (0.5, 1.0, 3.0):
         log_mel_stats(clips, max_s=max_s)
+    pretrained = sorted({step["member"] for step in plan["steps"]} & set(PRETRAINED_NAMES))
+    reasons = warm_up_pretrained(pretrained)
+    for name, reason in reasons.items():
+        if reason:
+            LOG.warning("%s member unavailable, its steps will be skipped: %s", name, reason)
+    rates = {}
+    for step in plan["steps"]:
+        if step["member"] in reasons and reasons[step["member"]] is None:
+            spec = MEMBERS[step["member"]](**step.get("params", {})).feature_spec()
+            rates[speed_key(spec["name"], spec["params"])] = measure_rate(spec["name"], spec["params"])
+    LOG.info("embedding speeds (s per audio s): %s", {key[0]: round(rate, 4) for key, rate in rates.items()})
+    return rates
 
 
 class Model:
@@ -57,7 +76,7 @@ class Model:
             None if self.forced_plan is not None else load_plan(default_plan_path(), MEMBERS)
         )
         self.scheduler: Scheduler | None = None
-        warm_up()
+        self.embedding_rates = warm_up(self.forced_plan or self.default_plan)
 
     @property
     def done_training(self) -> bool:
@@ -91,7 +110,8 @@ class Model:
         x_train, y_train = train_dataset
         y_train = np.asarray(y_train)
         if self.scheduler is None:
-            self.scheduler = Scheduler(self.metadata, self._choose_plan(x_train, y_train))
+            plan = self._choose_plan(x_train, y_train)
+            self.scheduler = Scheduler(self.metadata, plan, embedding_rates=self.embedding_rates)
         self.scheduler.train(x_train, y_train, self._remaining(remaining_time_budget))
 
     def test(self, test_x: list[np.ndarray], remaining_time_budget: float | None = None) -> np.ndarray:

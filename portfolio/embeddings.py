@@ -15,7 +15,7 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from portfolio.pretrained import encoded_seconds, whisper_embed, yamnet_embed
+from portfolio.pretrained import SR, encoded_seconds, whisper_embed, yamnet_embed
 
 EMBEDDERS = {"whisper": whisper_embed, "yamnet": yamnet_embed}
 # Parameters that change the speed of an embedding, not its values: left out of the store's key.
@@ -157,3 +157,19 @@ class EmbeddingStore:
             dim = next(iter(table.values())).shape[0] if table else 0
             return np.zeros((0, dim), dtype=np.float32)
         return np.stack([table[key] for key in keys])
+
+
+def measure_rate(name: str, params: dict, *, n_clips: int = 4, seed: int = 0) -> float:
+    """Seconds per encoded audio second of one setting, timed on `n_clips` noise clips that fill its windows.
+
+    Run where time is free (``Model.__init__``) and handed to the scheduler's store, so the
+    first embedding round is sized from this machine's speed, not from a cautious prior.
+    """
+    full = full_params(name, params)
+    clip_n = int(SR * float(full.get("window_s", 10.0)) * int(full.get("n_windows", 1)))
+    rng = np.random.default_rng(seed)
+    waves = [0.1 * rng.standard_normal(clip_n).astype(np.float32) for _ in range(n_clips)]
+    EMBEDDERS[name](waves[:1], **params)  # the first call may load the model: not timed
+    start = time.monotonic()
+    EMBEDDERS[name](waves, **params)
+    return (time.monotonic() - start) / max(audio_seconds(waves, full), 1e-3)

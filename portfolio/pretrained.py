@@ -561,14 +561,16 @@ def yamnet_embed(
 # ---------------------------------------------------------------------- warm-up
 
 
-def warm_up_pretrained() -> dict[str, str | None]:
-    """Load each available model (default settings) and embed one silent window; name -> reason or None.
+def warm_up_pretrained(names: Sequence[str] = NAMES) -> dict[str, str | None]:
+    """Load each available model of ``names`` (default settings) and embed one silent window.
 
-    Meant for ``Model.__init__``, which the platform does not charge: the loads, hash checks and
-    the engines' first-call set-up then cost nothing later.
+    Returns name -> reason it is unavailable, or None. Meant for ``Model.__init__``, which the
+    platform does not charge: the loads, hash checks and the engines' first-call set-up then
+    cost nothing later.
     """
     reasons = {}
-    for name, embed in (("whisper", whisper_embed), ("yamnet", yamnet_embed)):
+    embedders = {"whisper": whisper_embed, "yamnet": yamnet_embed}
+    for name, embed in ((name, embedders[name]) for name in names):
         reason = availability(name)
         if reason is None:
             try:

@@ -6,8 +6,15 @@ from portfolio.base import Member, MemberError
 from portfolio.cnn import CnnMember
 from portfolio.linear import LinearMember
 from portfolio.lstm_attention import LstmAttentionMember
+from portfolio.pretrained_members import WhisperMember, YamnetMember
 
-MEMBERS = {"linear": LinearMember, "cnn": CnnMember, "lstm_attention": LstmAttentionMember}
+MEMBERS = {
+    "linear": LinearMember,
+    "cnn": CnnMember,
+    "lstm_attention": LstmAttentionMember,
+    "whisper": WhisperMember,
+    "yamnet": YamnetMember,
+}
 
 
 def make_member(name: str, params: dict | None = None) -> Member:

