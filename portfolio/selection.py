@@ -141,8 +141,19 @@ def choose_plan(
     if not scores:
         raise SelectionError(f"no configuration was run on all of the nearest datasets {[n for _, n, _ in neighbours]}")
     configs = {r["config_id"]: r["config"] for r in runs if "config" in r} | db.get("configs", {})
-    best = max(sorted(scores), key=lambda config: scores[config])
     incumbent_id = config_id(incumbent) if incumbent else None
+    stale = sorted(
+        c for c in scores
+        if incumbent_id is not None and configs[c]["name"] == "default" and config_id(configs[c]["plan"]) != incumbent_id
+    )
+    if stale:
+        # The database's "default" is an older default plan: never run it in place of today's.
+        LOG.warning("meta-database %s holds a default plan other than today's (edited after the build?): "
+                    "left out of selection; rebuild with python -m offline_meta build", stale)
+        scores = {c: v for c, v in scores.items() if c not in stale}
+        if not scores:
+            raise SelectionError(f"only a stale default plan {stale} was run on the nearest datasets")
+    best = max(sorted(scores), key=lambda config: scores[config])
     kept = next((c for c in sorted(scores) if config_id(configs[c]["plan"]) == incumbent_id), None)
     why = "has the best"
     if kept is not None and kept != best and scores[best] - scores[kept] <= switch_margin:

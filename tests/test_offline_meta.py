@@ -248,11 +248,13 @@ def test_build_runs_the_project_model_with_the_plan(suite, tmp_path):
     configs = load_configs(write_configs(tmp_path / "c.json", [
         {"name": "tiny-linear", "plan": linear_plan(0.25, n_mels=16, n_mfcc=8)},
     ]), FAKE_MEMBERS)
-    summary = build(suite, configs, 5, tmp_path / "db.json", jobs=2, work=tmp_path / "w", progress=False)
+    summary = build(suite, configs, 10, tmp_path / "db.json", jobs=2, work=tmp_path / "w", progress=False)
     assert summary.recorded == 2 and not summary.failures
     for record in load_db(tmp_path / "db.json")["runs"]:
         assert record["status"] == "ok" and record["alc"] > 0.5, record
-        assert all(v is not None for v in record["curve"]["validation_score"])
+        # Few clips per class: crossfit; a first round with no time for its fold copies goes unvalidated.
+        scores = record["curve"]["validation_score"]
+        assert scores[-1] is not None and all(math.isfinite(v) for v in scores if v is not None), scores
 
 
 # ----------------------------------------------------------------------------- simulation

@@ -135,13 +135,40 @@ def test_choose_plan_or_default_falls_back_with_a_reason(tmp_path, caplog, conte
 def test_choose_plan_or_default_selects_and_checks_the_plan(tmp_path):
     path = tmp_path / "meta_db.json"
     atomic_write_json(path, hand_db())
-    plan, info = choose_plan_or_default({"f1": 0.5, "f2": 1.0}, path, DEFAULT, members={"linear": object}, k=1)
+    default = plan_of("P")
+    plan, info = choose_plan_or_default({"f1": 0.5, "f2": 1.0}, path, default, members={"linear": object}, k=1)
     assert plan["name"] == "P" and info["fallback"] is False and math.isfinite(info["elapsed_s"])
-    plan, info = choose_plan_or_default({"f1": 0.5, "f2": 1.0}, path, DEFAULT, members={"cnn": object})
-    assert plan is DEFAULT and "PlanError" in info["reason"]
+    plan, info = choose_plan_or_default({"f1": 0.5, "f2": 1.0}, path, default, members={"cnn": object})
+    assert plan is default and "PlanError" in info["reason"]
     # The default plan is the incumbent: near B, Q leads the default (P's plan) by 0.7, far beyond the margin;
     # near C, P leads Q by only 0.1, and a margin of 0.2 keeps Q when Q is the default.
     plan, info = choose_plan_or_default({"f1": 9.0, "f2": 90.0}, path, plan_of("P"), k=1)
     assert info["config"] == "Q"
     plan, info = choose_plan_or_default({"f1": 5.0, "f2": 50.0}, path, plan_of("Q"), k=1, switch_margin=0.2)
     assert info["config"] == "Q" and "kept as the incumbent" in info["reason"]
+
+
+def test_edited_default_plan_is_not_replaced_by_the_old_one_stored(caplog):
+    db = hand_db()
+    for config in db["configs"].values():  # the database's "default" is what P was when it was built
+        if config["name"] == "P":
+            config["name"] = "default"
+    near_a = {"f1": 0.5, "f2": 1.0}  # P's best neighbourhood
+    edited = {"name": "default", "steps": [{"member": "linear", "params": {"C": 0.5}}]}
+    _, info = choose_plan(near_a, db, k=1, incumbent=edited)
+    assert info["config"] != "default"
+    assert "holds a default plan other than today's" in caplog.text
+    _, info = choose_plan(near_a, db, k=1, incumbent=plan_of("P"))  # today's default is the stored one
+    assert info["config"] == "default"
+
+
+def test_committed_meta_db_holds_todays_default_plan_on_every_dataset():
+    from pathlib import Path
+
+    from portfolio.meta_db import config_id, load_db, runs_at_budget
+    from portfolio.plans import default_plan
+
+    db = load_db(Path(__file__).resolve().parents[1] / "meta_db.json")
+    _, runs = runs_at_budget(db)
+    default_id = config_id(default_plan())
+    assert {r["dataset"] for r in runs if r["config_id"] == default_id} == set(db["datasets"])

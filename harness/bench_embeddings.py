@@ -1,4 +1,4 @@
-"""Speed of the pretrained embeddings; run ``python -m portfolio.bench_embeddings``.
+"""Speed of the pretrained embeddings; run ``python -m harness.bench_embeddings``.
 
 Writes a markdown table to the project's ``docs/embedding_speed.md``: for Whisper base
 (int8 and float32, 4 s and 8 s windows) and YAMNet, at 1 and 2 threads, the clips per
@@ -9,25 +9,21 @@ full 30 s input (what padding every window to 30 s would cost). The clips are th
 VoxLingua clips of at least 10 s under ``../shared/corpora/voxlingua``, so every window is
 full. On a machine shared with other jobs the wall-clock rates vary from run to run.
 
-A tool beside the embeddings it measures, not runtime (nothing imports it); like all of
-``portfolio`` it imports nothing from ``harness`` (tests/test_layering.py), so it writes
-its table atomically itself.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from harness.dataset import atomic_write_bytes
 from portfolio.features import usable_cores
 from portfolio.pretrained import (
     SR,
@@ -135,21 +131,6 @@ def _machine() -> str:
     )
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` so readers see the old table or the new one, never a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> None:
     """Measure every available case and write the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -175,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n".join([
         "# Pretrained embedding throughput",
         "",
-        f"Command: `python -m portfolio.bench_embeddings --clips {args.clips}`  ",
+        f"Command: `python -m harness.bench_embeddings --clips {args.clips}`  ",
         f"Machine: {_machine()}  ",
         f"Measured: {time.strftime('%Y-%m-%d %H:%M')}; the first {len(clips)} VoxLingua clips of at least "
         f"{MIN_CLIP_S:g} s (16 kHz Opus, decoded once), one window per clip, so every window is full; "
@@ -189,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         *(f"Skipped: {line}  " for line in skipped),
         "",
     ])
-    write_atomically(args.out, text)
+    atomic_write_bytes(Path(args.out), text.encode())
     print(f"wrote {args.out}")
 
 
