@@ -66,8 +66,26 @@ def _float_or_none(value) -> float | None:
         return None
 
 
+def _forget_shadowed_modules(code_dir: Path) -> None:
+    """Drop loaded modules that `code_dir` provides itself, so the model imports its own copies.
+
+    The child serving the model runs this checkout's `harness` (and, through it, parts of the
+    runtime); without this, a model from another checkout that imports `harness` or
+    `portfolio` would get this checkout's copies from `sys.modules`.
+    Functions already imported keep working: they hold references, not names.
+    """
+    code_dir = code_dir.resolve()
+    for name, module in list(sys.modules.items()):
+        top = name.split(".")[0]
+        provided = (code_dir / top).is_dir() or (code_dir / f"{top}.py").is_file()
+        origin = getattr(module, "__file__", None)
+        if provided and origin and code_dir not in Path(origin).resolve().parents:
+            del sys.modules[name]
+
+
 def _load_model_class(code_dir: Path):
     """Import `model.py` from `code_dir` the way the platform does: code_dir first on sys.path."""
+    _forget_shadowed_modules(code_dir)
     sys.path.insert(0, str(code_dir))
     spec = importlib.util.spec_from_file_location("model", code_dir / "model.py")
     module = importlib.util.module_from_spec(spec)

@@ -175,3 +175,15 @@ def test_load_predictions_names_a_corrupt_ingestion_json(tmp_path, content, why)
     with pytest.raises(IngestionError, match=why) as raised:
         load_predictions(tmp_path)
     assert str(path) in str(raised.value)
+
+
+def test_ingestion_model_imports_its_own_copy_of_the_project_packages(tone_dataset, write_model, tmp_path):
+    # A code dir from another checkout, with its own `harness` package: the child process that
+    # serves the model has imported this checkout's `harness`, and the model must still get its own.
+    code_dir = write_model(model_source(
+        rounds=1, init_body="import harness; assert harness.MARK == 'theirs', harness.__file__",
+    ))
+    (code_dir / "harness").mkdir()
+    (code_dir / "harness" / "__init__.py").write_text("MARK = 'theirs'\n")
+    report = run_ingestion(tone_dataset, code_dir, tmp_path / "out", time_budget=30)
+    assert report.status == "done" and report.error is None, report.error

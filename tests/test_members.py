@@ -6,6 +6,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from portfolio.base import Member, MemberError
+from portfolio.embeddings import EMBEDDERS
 from portfolio.features import compute_features
 from portfolio.linear import LinearMember
 from portfolio.neural import mixup, spec_augment
@@ -17,6 +18,8 @@ TINY = {
     "linear": {"max_s": 0.5, "n_mels": 32, "n_mfcc": 13},
     "cnn": {"filters": [8, 16], "input_pool": [2, 2], "batch_size": 16, "lr": 3e-3, "max_s": 0.5, "n_mels": 32},
     "lstm_attention": {"units": 16, "batch_size": 16, "lr": 3e-3, "max_s": 0.5, "n_mels": 32, "n_mfcc": 13},
+    "whisper": {"window_s": 1.0},
+    "yamnet": {"window_s": 1.0},
 }
 ALLOWANCE_S = 0.3
 
@@ -34,6 +37,8 @@ def onehot(labels, n_classes):
 
 def features(member, waves):
     spec = member.feature_spec()
+    if spec.get("per_clip"):  # pretrained embeddings: what the scheduler's embedding store computes
+        return EMBEDDERS[spec["name"]](waves, **spec["params"])
     return compute_features(spec["name"], spec["params"], waves)
 
 
@@ -86,7 +91,14 @@ def check_member_contract(name, params):
     check_predictions(fresh.predict_proba(features(fresh, binary[:3])), 3, 2)
 
 
-NAMES = [pytest.param(name, marks=[] if name == "linear" else pytest.mark.slow) for name in sorted(MEMBERS)]
+def member_param(name: str):
+    """A member name for parametrize: slow unless linear; skipped when its pretrained model is not installed."""
+    reason = getattr(MEMBERS[name], "unavailable_reason", lambda: None)()
+    marks = ([] if name == "linear" else [pytest.mark.slow]) + ([pytest.mark.skip(reason=reason)] if reason else [])
+    return pytest.param(name, marks=marks)
+
+
+NAMES = [member_param(name) for name in sorted(MEMBERS)]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -129,7 +141,7 @@ def test_linear_member_rejects_changed_class_count_on_resume():
 
 
 def test_make_member_rejects_unknown_name():
-    with pytest.raises(MemberError, match=r"name must be one of \['cnn', 'linear', 'lstm_attention'\], got 'svm'"):
+    with pytest.raises(MemberError, match=r"name must be one of \['cnn', 'linear', 'lstm_attention', 'whisper', 'yamnet'\], got 'svm'"):
         make_member("svm", {})
 
 
