@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from harness.bench_features import cpu_line
 from harness.dataset import atomic_write_bytes
-from portfolio.features import usable_cores
 from portfolio.pretrained import (
     SR,
     availability,
@@ -117,20 +115,6 @@ def padded_row(compute_type: str, n_threads: int) -> str:
     )
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"{cpu}; {usable_cores()} usable cores (load average {load} at the end: shared with other jobs); "
-        f"numpy {np.__version__}; Python {platform.python_version()}"
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     """Measure every available case and write the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -157,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         "# Pretrained embedding throughput",
         "",
         f"Command: `python -m harness.bench_embeddings --clips {args.clips}`  ",
-        f"Machine: {_machine()}  ",
+        f"Machine: {cpu_line()}  ",
         f"Measured: {time.strftime('%Y-%m-%d %H:%M')}; the first {len(clips)} VoxLingua clips of at least "
         f"{MIN_CLIP_S:g} s (16 kHz Opus, decoded once), one window per clip, so every window is full; "
         f"end to end (cleaning, log-mel, encoder, pooling); fastest of {REPEATS} runs after one warm-up call. "

@@ -42,7 +42,8 @@ def _rates(fn, n_clips: int) -> tuple[float, float]:
     return n_clips / wall_s, n_clips / max(cpu_s, 1e-9)
 
 
-def _machine() -> str:
+def cpu_line() -> str:
+    """CPU model, usable cores and the load average now (speed tables are read beside it)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -80,7 +81,7 @@ def main() -> None:
         "# Front-end throughput",
         "",
         "Command: `python -m harness.bench_features`  ",
-        f"Machine: {_machine()}  ",
+        f"Machine: {cpu_line()}  ",
         f"Measured: {time.strftime('%Y-%m-%d %H:%M')}; white-noise float32 clips at 16 kHz; "
         f"defaults n_mels=64, n_fft=512, hop_length=160; chunks of {CHUNK_CLIPS} clips; "
         f"fastest of at least {REPEATS} runs and {MIN_TOTAL_S:g} s.",
