@@ -207,13 +207,6 @@ class Scheduler:
         self.validate_round = True  # False: the current round fits no fold copies (crossfit only)
         self.test_audited = False
 
-    @property
-    def split(self) -> dict[str, np.ndarray] | None:
-        """"train"/"val" -> clip indices (the same clips in crossfit mode), or None before the first call."""
-        if self.validation is None:
-            return None
-        return {"train": self.validation.train_idx, "val": self.validation.val_idx}
-
     # ------------------------------------------------------------------ data views
 
     def _prepare(self, x_train: list, y_train: np.ndarray) -> None:
@@ -308,11 +301,15 @@ class Scheduler:
         """Fit time of the next round: `round_s`, growing by `round_growth` each round."""
         return step.get("round_s", 10.0) * step.get("round_growth", 1.0) ** self.step_rounds
 
+    def _ensemble_pick_s(self, pool_len: int) -> float:
+        """Seconds of one greedy pick over `pool_len` rounds: one validation score per candidate."""
+        return COST_MARGIN * pool_len * self.score_call_s
+
     def _ensemble_cost_s(self, pool_len: int) -> float:
-        """Seconds of the greedy ensemble over `pool_len` rounds: one validation score per candidate and pick."""
-        if self.validation.mode != "holdout" and self.validation.mode != "crossfit":
+        """Seconds of the greedy ensemble over `pool_len` rounds (none without validation)."""
+        if self.validation.mode == "none":
             return 0.0
-        return COST_MARGIN * pool_len * self.plan.get("ensemble_size", 8) * self.score_call_s
+        return self.plan.get("ensemble_size", 8) * self._ensemble_pick_s(pool_len)
 
     def _plan_round(self, step: dict, member, n_train: int, available_s: float, n_folds: int) -> float | None:
         """Fit allowance of the step's next round (for each of its fits), or None if it cannot fit.
@@ -548,7 +545,7 @@ class Scheduler:
         sorted by validation score) stands alone.
         """
         pool = self.ensemble_pool
-        per_pick_s = COST_MARGIN * len(pool) * self.score_call_s
+        per_pick_s = self._ensemble_pick_s(len(pool))
         size = min(self.plan.get("ensemble_size", 8), int(available_s / per_pick_s) if per_pick_s > 0 else 10**9)
         if size < 1 or len(pool) == 1:
             weights = np.zeros(len(pool))
@@ -577,5 +574,5 @@ class Scheduler:
         """Before any round has finished: class priors (a valid, finite prediction)."""
         if self.best_prediction is not None:
             return self.best_prediction
-        priors = np.bincount(self.y, minlength=self.class_num) / len(self.y) if self.split else np.ones(self.class_num)
+        priors = np.bincount(self.y, minlength=self.class_num) / len(self.y) if self.validation is not None else np.ones(self.class_num)
         return np.tile(priors, (n_test, 1))
