@@ -146,6 +146,13 @@ def read_solution(path: Path, expected_rows: int, class_num: int) -> np.ndarray:
     return solution
 
 
+def read_test_solution(path: str | os.PathLike) -> np.ndarray:
+    """Only the hidden test labels of a dataset (given its `.data` directory or a root holding one)."""
+    data_dir = resolve_data_dir(path)
+    meta = read_meta(data_dir)
+    return read_solution(solution_path(data_dir), meta["test_num"], meta["class_num"])
+
+
 def read_dataset(path: str | os.PathLike, *, with_solution: bool = True) -> Dataset:
     """Read and validate a whole dataset; `with_solution=False` skips the hidden test labels."""
     data_dir = resolve_data_dir(path)
