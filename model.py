@@ -6,7 +6,8 @@ in `meta_db.json` (or the default plan, with the reason logged), and hands the r
 `portfolio.scheduler.Scheduler`. Everything that needs no data (imports, TensorFlow
 threads, feature-code warm-up) happens in `__init__`, which the platform does not charge.
 Setting AUTOSPEECH_PLAN to a plan file skips selection (the offline build uses this);
-AUTOSPEECH_META_DB points selection at another database (leave-one-dataset-out uses this).
+AUTOSPEECH_META_DB points selection at another database (leave-one-dataset-out uses this);
+AUTOSPEECH_ROUND_LOG names a folder for every round's probabilities (the offline build's replay).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from portfolio.plans import default_plan_path, load_plan  # noqa: E402
 from portfolio.pretrained import NAMES as PRETRAINED_NAMES  # noqa: E402
 from portfolio.pretrained import warm_up_pretrained  # noqa: E402
 from portfolio.registry import MEMBERS  # noqa: E402
+from portfolio.round_log import RoundLog  # noqa: E402
 from portfolio.scheduler import Scheduler  # noqa: E402
 from portfolio.selection import choose_plan_or_default  # noqa: E402
 
@@ -97,7 +99,8 @@ class Model:
         metafeatures = compute_metafeatures(x_train, y_train, self.metadata)
         db_path = os.environ.get("AUTOSPEECH_META_DB", META_DB_PATH)
         plan, info = choose_plan_or_default(metafeatures, db_path, self.default_plan, members=MEMBERS)
-        LOG.info("plan %s: %s (neighbours %s)", plan.get("name"), info.get("reason"), info.get("neighbours"))
+        LOG.info("plan %s: %s (neighbours %s; decisive features %s)", plan.get("name"), info.get("reason"),
+                 info.get("neighbours"), info.get("decisive_features"))
         return plan
 
     def _remaining(self, remaining_time_budget) -> float:
@@ -111,7 +114,9 @@ class Model:
         y_train = np.asarray(y_train)
         if self.scheduler is None:
             plan = self._choose_plan(x_train, y_train)
-            self.scheduler = Scheduler(self.metadata, plan, embedding_rates=self.embedding_rates)
+            log_dir = os.environ.get("AUTOSPEECH_ROUND_LOG")
+            self.scheduler = Scheduler(self.metadata, plan, embedding_rates=self.embedding_rates,
+                                       round_log=RoundLog(log_dir) if log_dir else None)
         self.scheduler.train(x_train, y_train, self._remaining(remaining_time_budget))
 
     def test(self, test_x: list[np.ndarray], remaining_time_budget: float | None = None) -> np.ndarray:

@@ -31,6 +31,7 @@ from portfolio.metric import MetricError, normalized_auc
 from portfolio.input_audit import audit_clips, audit_labels, audit_test_lengths
 from portfolio.plans import check_plan
 from portfolio.registry import MEMBERS
+from portfolio.round_log import RoundLog
 
 LOG = logging.getLogger("autospeech")
 SR = 16000
@@ -165,19 +166,27 @@ def greedy_ensemble(val_probas: list[np.ndarray], y_val_onehot: np.ndarray, max_
     return best_counts / best_counts.sum(), best_score
 
 
+def updated_pool(pool: list[Round], candidate: Round, pool_size: int) -> list[Round]:
+    """The ensemble's candidates after a new round: the best `pool_size` by validation score."""
+    return sorted(pool + [candidate], key=lambda r: r.val_score, reverse=True)[:pool_size]
+
+
 class Scheduler:
     """Runs a plan (plain data, see portfolio/plans/) one round per `train` call.
 
     `members` maps the plan's member names to classes (default: the portfolio registry);
     `embedding_rates` are embedding speeds measured in advance (`embeddings.measure_rate`,
-    keyed by `embeddings.speed_key`).
+    keyed by `embeddings.speed_key`); `round_log`, if given, receives every round's
+    probabilities for offline replay (`portfolio/round_log.py`).
     """
 
     def __init__(
         self, metadata: dict, plan: dict, *, members: dict | None = None, seed: int = 0,
-        embedding_rates: dict | None = None,
+        embedding_rates: dict | None = None, round_log: RoundLog | None = None,
     ):
         self.class_num = int(metadata["class_num"])
+        self.time_budget = float(metadata.get("time_budget") or np.nan)  # to stamp logged rounds
+        self.round_log = round_log
         self.n_test = int(metadata["test_num"])
         self.members = MEMBERS if members is None else members
         self.plan = check_plan(plan, self.members)
@@ -485,7 +494,11 @@ class Scheduler:
     def train(self, x_train: list, y_train: np.ndarray, remaining_s: float) -> None:
         """Run one round of the plan (or declare training done when nothing fits)."""
         if self.validation is None:
+            start = time.monotonic()
             self._prepare(x_train, y_train)
+            if self.round_log is not None:
+                v = self.validation
+                self.round_log.validation(v.mode, v.val_idx, self.y_val_onehot, v.columns, time.monotonic() - start)
         step, member, allowance_s = self._current_step(remaining_s)
         if step is None:
             self.done_training = True
@@ -506,6 +519,7 @@ class Scheduler:
             self.test_audited = True
             for finding in audit_clips(test_x, "test", seed=self.seed) + audit_test_lengths(test_x, self.train_max_s):
                 LOG.warning("input: %s", finding)
+        call_start = time.monotonic()
         candidate, self.pending = self.pending, None
         if candidate is None:
             return self._fallback(len(test_x))
@@ -519,14 +533,17 @@ class Scheduler:
             return self.best_prediction
         start = time.monotonic()
         candidate.test_proba = member.predict_proba(self._features(member, "test", *self._clips("test", test_x)))
+        if self.round_log is not None:
+            elapsed_s = self.time_budget - remaining_s + (time.monotonic() - call_start)
+            self.round_log.round(candidate.label, candidate.step_index, candidate.val_score, candidate.val_proba,
+                                 candidate.test_proba, elapsed_s)
         if self.validation.mode == "none":
             return self._unvalidated_average(candidate)
         if not np.isfinite(candidate.val_score):  # an unvalidated first round: better than priors, not pooled
             self.best_prediction = candidate.test_proba
             LOG.info("first prediction from %s, not validated (no time for its fold copies)", candidate.label)
             return self.best_prediction
-        pool = sorted(self.ensemble_pool + [candidate], key=lambda r: r.val_score, reverse=True)
-        self.ensemble_pool = pool[: self.plan.get("pool_size", 12)]
+        self.ensemble_pool = updated_pool(self.ensemble_pool, candidate, self.plan.get("pool_size", 12))
         weights, score = self._ensemble(remaining_s - margin_s - (time.monotonic() - start))
         if self.best_prediction is not None and score <= self.best_score + self.plan.get("min_improvement", 1e-4):
             return self.best_prediction
