@@ -53,11 +53,23 @@ def suite_tasks(suite: str | Path, names: list[str] | None = None) -> list[str]:
     return tasks
 
 
+def cpu_model() -> str:
+    """The processor's name (Linux: /proc/cpuinfo), since ALC at a fixed budget depends on it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def machine_line() -> str:
-    """Platform, CPUs available to this process and total RAM, in one line."""
+    """Processor, platform, CPUs available to this process and total RAM, in one line."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     ram_gib = psutil.virtual_memory().total / 2**30
-    return f"{platform.platform()}, {cpus} CPUs, {ram_gib:.1f} GiB RAM, Python {platform.python_version()}"
+    return (f"{cpu_model()}, {platform.platform()}, {cpus} CPUs, {ram_gib:.1f} GiB RAM, "
+            f"Python {platform.python_version()}")
 
 
 def finished_result(task_out: Path, time_budget: float, code_dir: Path) -> dict | None:
@@ -191,7 +203,7 @@ def run_bench(
         "suite": str(suite),
         "code_dir": str(code_dir),
         "time_budget": "meta.json's" if time_budget is None else f"{time_budget:g} s",
-        "plan": str(plan) if plan else "model.py's own choice",
+        "plan": str(plan) if plan else "model.py's own choice, from its meta_db.json without the task's source",
         "n_tasks": len(names),
     }
     rows: list[dict] = []
@@ -210,9 +222,10 @@ def run_bench(
                 (task_out / "result.json").unlink(missing_ok=True)
                 log(f"{prefix}: running (T = {budget:g} s) ...")
                 start = time.monotonic()
+                env = model_env or held_out_selection_env(code_dir, data_dir, task_out, budget)
                 result = run_and_score(
                     data_dir, code_dir, task_out, time_budget=time_budget, init_timeout_s=init_timeout_s,
-                    model_env=model_env,
+                    model_env=env,
                 )
                 log(f"{prefix}: {summary_line(result)} ({time.monotonic() - start:.0f} s)")
             rows.append(result_row(task, result, resumed=resumed))
@@ -223,6 +236,25 @@ def run_bench(
         write_reports(out, rows, results, header)
     log(f"mean ALC {mean_alc(rows):.4f} over {len(rows)} tasks; wrote {out}/bench.md, bench.csv, learning_curves.png")
     return rows
+
+
+def held_out_selection_env(code_dir: Path, data_dir: Path, task_out: Path, time_budget: float) -> dict | None:
+    """With selection on, model.py must not see runs of the task's own source (its test results
+    among them): write the code's meta_db.json without them beside the run, and point model.py at it."""
+    from portfolio.meta_db import MetaDbError, held_out_db, load_db
+
+    db_path = code_dir / "meta_db.json"
+    if not db_path.is_file():
+        return None  # model.py finds no database either and runs its default plan
+    try:
+        db = load_db(db_path)
+    except MetaDbError as error:
+        raise HarnessError(str(error)) from error
+    source = read_meta(data_dir).get("source", task_out.name)
+    held_path = task_out / "meta_db.heldout.json"
+    task_out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(held_path, held_out_db(db, source, time_budget))
+    return {"AUTOSPEECH_META_DB": str(held_path.resolve())}
 
 
 def write_member_plan(plan: str | Path | None, members: list[str], path: Path) -> Path:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.dataset import atomic_write_json, read_meta, read_solution, resolve_data_dir, solution_path
+from harness.dataset import atomic_write_json, read_test_solution
 from harness.ingestion import load_predictions, run_ingestion
 from harness.scoring import plot_learning_curve, score_run
 
 
 def score_out_dir(dataset: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
     """Score the predictions an ingestion left in `out_dir`; write result.json and learning_curve.png."""
-    data_dir = resolve_data_dir(dataset)
-    meta = read_meta(data_dir)
-    solution = read_solution(solution_path(data_dir), meta["test_num"], meta["class_num"])
+    solution = read_test_solution(dataset)
     report, predictions = load_predictions(out_dir)
     result = score_run(solution, predictions, report["time_budget"])
     result.update(

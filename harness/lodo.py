@@ -42,14 +42,15 @@ from harness.bench import finished_result, fmt_number, machine_line, suite_tasks
 from harness.dataset import atomic_write_bytes, atomic_write_json
 from harness.errors import HarnessError
 from harness.evaluate import run_and_score
-from portfolio.meta_db import MetaDbError, load_db, runs_at_budget
+from portfolio.meta_db import MetaDbError, held_out_db, load_db, runs_at_budget, source_of
 from portfolio.plans import default_plan
-from portfolio.selection import SelectionError, choose_plan
+from portfolio.selection import SelectionError, choose_plan, selection_settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 METHODS = ("meta-selected", "single best fixed", "oracle", "random", "linear alone")
 LINEAR_NAME_PATTERNS = ("linear*", "*linear_only*")
-# model.py calls selection without k, so real runs can only be compared at choose_plan's default.
+# model.py selects with the database's tuned k (offline_meta tune), else choose_plan's default; real
+# runs can only be compared at that k.
 MODEL_K = inspect.signature(choose_plan).parameters["k"].default
 HELD_OUT_DB = "meta_db.heldout.json"
 # model.py logs "plan <name>: <reason> (neighbours [...])" once it has chosen (logger "autospeech").
@@ -67,11 +68,6 @@ class LodoError(HarnessError):
 # ----------------------------------------------------------------------------- database views
 
 
-def source_of(db: dict, dataset: str) -> str:
-    """A dataset's source, the hold-out unit (docs/meta_db.md: the task name when unset)."""
-    return db["datasets"][dataset].get("source") or dataset
-
-
 def load_lodo_db(path: str | Path) -> dict:
     """The database, checked to hold datasets of at least two sources."""
     try:
@@ -85,16 +81,6 @@ def load_lodo_db(path: str | Path) -> dict:
             f"{sorted(sources)}; build it with python -m offline_meta build"
         )
     return db
-
-
-def held_out_db(db: dict, source: str, time_budget: float) -> dict:
-    """A copy of `db` without any dataset or run of `source`, selecting on runs of `time_budget`."""
-    dropped = {name for name in db["datasets"] if source_of(db, name) == source}
-    held = copy.deepcopy(db)
-    held["datasets"] = {name: entry for name, entry in held["datasets"].items() if name not in dropped}
-    held["runs"] = [r for r in held["runs"] if r["dataset"] not in dropped and r.get("source") != source]
-    held["time_budget"] = float(time_budget)
-    return held
 
 
 def config_name(db: dict, config_id: str) -> str:
@@ -173,15 +159,19 @@ def oracle_row(task: str, db: dict, on_task: dict[str, dict]) -> dict:
 
 
 def random_row(task: str, db: dict, on_task: dict[str, dict], seeds: int) -> dict:
-    """Mean recorded ALC of `seeds` configurations drawn with random.Random(0..seeds-1) from those on the task."""
-    if not on_task:
-        return row(task, "random", note="no run recorded on this task at this budget")
-    pool = sorted(on_task)
+    """Mean recorded ALC of `seeds` whole plans drawn with random.Random(0..seeds-1) from those on the task.
+
+    Whole plans have more than one step: a draw among single members run alone (the build's
+    `default/3-cnn`, say) would be a crippled baseline that no one would deploy.
+    """
+    pool = sorted(c for c in on_task if len((config_plan(db, c) or {}).get("steps") or []) > 1)
+    if not pool:
+        return row(task, "random", note="no whole plan (more than one step) recorded on this task at this budget")
     draws = [random.Random(seed).choice(pool) for seed in range(seeds)]
     values = {key: _mean([on_task[c][key] for c in draws]) for key in ("alc", "final_score", "first_prediction_s")}
     names = ", ".join(config_name(db, c) for c in draws)
     return row(task, "random", config=f"mean of {seeds}: {names}", values=values,
-               note=f"seeds 0..{seeds - 1} over {len(pool)} recorded configurations")
+               note=f"seeds 0..{seeds - 1} over {len(pool)} recorded whole plans")
 
 
 def is_linear_alone(db: dict, config_id: str) -> bool:
@@ -297,7 +287,8 @@ def evaluate_task(task: str, db: dict, suite: Path, out: Path, *, time_budget: f
     selection = {"task": task, "source": source, "neighbours": [], "config": None, "reason": "", "model_log": None}
     try:
         metafeatures = db["datasets"][task].get("metafeatures") or {}
-        _, info = choose_plan(metafeatures, held, k=k, incumbent=default_plan())
+        margin = {key: value for key, value in selection_settings(db).items() if key == "switch_margin"}
+        _, info = choose_plan(metafeatures, held, k=k, incumbent=default_plan(), **margin)
         selection.update(config=info["config"], config_id=info["config_id"], neighbours=info["neighbours"],
                          reason=info["reason"])
     except SelectionError as error:
@@ -484,7 +475,7 @@ def run_lodo(
     time_budget: float | None = None,
     simulate: bool = False,
     tasks: list[str] | None = None,
-    k: int = MODEL_K,
+    k: int | None = None,
     random_seeds: int = 3,
     force: bool = False,
     command: str | None = None,
@@ -494,9 +485,12 @@ def run_lodo(
     suite, out = Path(suite), Path(out)
     if random_seeds < 1:
         raise LodoError(f"random seeds must be >= 1, got {random_seeds}")
-    if not simulate and k != MODEL_K:
-        raise LodoError(f"k must be {MODEL_K} without --simulate (model.py selects with choose_plan's default), got {k}")
     db = load_lodo_db(db_path)
+    model_k = selection_settings(db).get("k", MODEL_K)
+    k = model_k if k is None else k
+    if not simulate and k != model_k:
+        raise LodoError(f"k must be {model_k} without --simulate (model.py selects with the database's k, "
+                        f"else choose_plan's default), got {k}")
     if time_budget is None:
         if db.get("time_budget") is None:
             raise LodoError(f"{db_path}: records no time_budget; pass --time-budget")
@@ -541,8 +535,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="take the meta-selected and single best plans' recorded ALCs instead of running model.py")
     parser.add_argument("--tasks", nargs="+", metavar="NAME",
                         help="only these tasks (default: every database task in the suite)")
-    parser.add_argument("--k", type=int, default=MODEL_K,
-                        help=f"neighbours that vote (default {MODEL_K}; other values only with --simulate)")
+    parser.add_argument("--k", type=int, default=None,
+                        help=f"neighbours that vote (default: the database's tuned k, else {MODEL_K}; "
+                             "other values only with --simulate)")
     parser.add_argument("--random-seeds", type=int, default=3,
                         help="configurations drawn for the random row (default 3)")
     parser.add_argument("--force", action="store_true", help="rerun real runs that already have a result for this budget")

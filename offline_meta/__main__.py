@@ -1,4 +1,4 @@
-"""`python -m offline_meta {build,simulate,greedy} --help`: build meta_db.json, check and use its simulation."""
+"""`python -m offline_meta {build,simulate,tune,greedy} --help`: build meta_db.json, check and use its simulation."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from pathlib import Path
 
 from harness.dataset import atomic_write_json
 from harness.errors import HarnessError
-from offline_meta.build import BuildError, build
+from offline_meta.build import RUN_ORDERS, BuildError, build
 from offline_meta.configs import ConfigError, load_configs
-from portfolio.meta_db import MetaDbError, load_db
-from offline_meta.loo import leave_one_source_out
+from portfolio.meta_db import MetaDbError, load_db, utc_now
+from offline_meta.loo import SELECTION_GRID, leave_one_source_out, tune_selection
+from offline_meta.replay import ReplayError, compare_replay_with_real
 from offline_meta.simulate import (
     SimulationError, compare_with_real, format_steps, greedy_portfolio, load_runs, steps_to_plan,
 )
 from portfolio.plans import PlanError, check_plan, default_plan
+from portfolio.selection import SelectionError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--jobs", type=int, default=None, help="runs at once (default 1; all workers with --scheduler)")
     build.add_argument("--scheduler", default=None, help="dask scheduler address, or 'local' for an in-process cluster")
     build.add_argument("--tasks", nargs="+", default=None, help="only these task folders of the suite")
+    build.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                       help="only these configurations of the file, by name (default/2-whisper, default, ...)")
+    build.add_argument("--order", choices=RUN_ORDERS, default="config",
+                       help="config: each configuration on every dataset in turn (default); dataset: every "
+                            "configuration of a dataset before the next, taking the sources in turn")
     build.add_argument("--work", default="results/offline", help="plans and run outputs (default results/offline)")
     build.add_argument("--code-dir", default=None, help="directory with the model.py to run (default: this project)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -41,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="simulated vs real ALC of whole plans, and the greedy portfolio")
     simulate.add_argument("--db", required=True)
     simulate.add_argument("--time-budget", type=float, default=None, help="runs of this budget (default: latest build's)")
+
+    replay = commands.add_parser("replay", help="replayed (ensembles included) and simulated vs real ALC of whole plans")
+    replay.add_argument("--db", required=True)
+    replay.add_argument("--work", default="results/offline", help="the build's work folder, with the runs' round logs")
+    replay.add_argument("--suite", required=True, help="the suite the runs were built on (its test solutions)")
+    replay.add_argument("--time-budget", type=float, default=None, help="runs of this budget (default: latest build's)")
+
+    tune = commands.add_parser("tune", help="choose selection's k and switch margin by leave-one-source-out")
+    tune.add_argument("--db", required=True)
+    tune.add_argument("--time-budget", type=float, default=None, help="runs of this budget (default: the database's)")
+    tune.add_argument("--write", action="store_true",
+                      help="store the settings in the database (never while a build writes to it)")
 
     greedy = commands.add_parser("greedy", help="write the greedy portfolio as a plan file")
     greedy.add_argument("--db", required=True)
@@ -55,7 +74,8 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
     configs = load_configs(args.configs)
     summary = build(
         args.suite, configs, args.time_budget, args.out, jobs=args.jobs, scheduler=args.scheduler,
-        tasks=args.tasks, work=args.work, command=command, progress=not args.no_progress,
+        tasks=args.tasks, only=args.only, order=args.order, work=args.work, command=command,
+        progress=not args.no_progress,
         **({} if args.code_dir is None else {"code_dir": args.code_dir}),
     )
     print(f"{args.out}: {summary.recorded} runs recorded, {summary.skipped} already there, "
@@ -105,6 +125,31 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_tune(args: argparse.Namespace, argv: list[str]) -> int:
+    """Print nested leave-one-source-out of the selection settings; with --write, store the chosen ones."""
+    db = load_db(args.db)
+    if args.time_budget is not None:
+        db["time_budget"] = args.time_budget
+    result = tune_selection(db, incumbent=default_plan())
+    print(f"{args.db}: grid {SELECTION_GRID}")
+    print("nested leave-one-source-out (settings chosen without the held-out source):")
+    for row in result["outer"]:
+        alc = "-" if row["alc"] is None else f"{row['alc']:.4f}"
+        print(f"  {row['dataset']:<22} {row['settings']}  chose {row['chosen']}  ALC {alc}  best {row['oracle']:.4f}")
+    print(f"mean regret: nested {result['nested_regret']:.4f}; the chosen settings in plain leave-one-source-out "
+          f"{result['loo_regret']:.4f} (optimistic: tuned on the same sources)")
+    print(f"chosen on all sources: {result['settings']}")
+    if args.write:
+        db = load_db(args.db)  # afresh: store the settings, change nothing else
+        db["selection"] = {
+            **result["settings"], "nested_regret": result["nested_regret"], "loo_regret": result["loo_regret"],
+            "command": shlex.join([sys.executable, "-m", "offline_meta", *argv]), "tuned": utc_now(),
+        }
+        atomic_write_json(Path(args.db), db)
+        print(f"{args.db}: selection settings written")
+    return 0
+
+
 def run_greedy(args: argparse.Namespace) -> int:
     """Write the greedy portfolio as a checked plan file."""
     from portfolio.registry import MEMBERS  # loads TensorFlow: only here
@@ -118,6 +163,25 @@ def run_greedy(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_replay(args: argparse.Namespace) -> int:
+    """Print real, simulated and replayed ALC of every whole plan whose steps' solo runs left round logs."""
+    rows = compare_replay_with_real(load_db(args.db), args.work, args.suite, args.time_budget)
+    methods = ("simulated", "replayed")
+    for row in rows:
+        cells = [f"{key} -" if row[key] is None else f"{key} {row[key]:.4f} ({row[key] - row['real']:+.4f})"
+                 for key in methods]
+        note = f"  ({row['replay_missing']})" if row.get("replay_missing") else ""
+        print(f"{row['config']:<24} {row['dataset']:<22} real {row['real']:.4f}  {'  '.join(cells)}{note}")
+    both = [row for row in rows if row["replayed"] is not None]
+    if not both:
+        print("no plan could be replayed: its steps' solo runs need round logs (builds since round logging)")
+        return 0
+    for key in methods:
+        values = [abs(row[key] - row["real"]) for row in both]
+        print(f"{key}: mean absolute error {sum(values) / len(values):.4f} over the {len(both)} replayed pairs")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry; 2 on a known error, so scripts can tell bad input from a crash."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -127,8 +191,13 @@ def main(argv: list[str] | None = None) -> int:
             return run_build(args, argv)
         if args.command == "simulate":
             return run_simulate(args)
+        if args.command == "replay":
+            return run_replay(args)
+        if args.command == "tune":
+            return run_tune(args, argv)
         return run_greedy(args)
-    except (MetaDbError, HarnessError, ConfigError, BuildError, SimulationError, PlanError) as error:
+    except (MetaDbError, HarnessError, ConfigError, BuildError, SimulationError, PlanError, SelectionError,
+            ReplayError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

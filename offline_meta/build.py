@@ -23,13 +23,16 @@ from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from tqdm import tqdm
 
 from harness.dataset import atomic_write_json, read_dataset, read_meta, resolve_data_dir
+from harness.bench import machine_line
 from harness.evaluate import run_and_score
 from harness.ingestion import PLATFORM_META_KEYS
 from metafeatures import VERSION as METAFEATURES_VERSION
 from metafeatures import compute_metafeatures_detailed
 from portfolio.meta_db import RUN_STATUSES, SCHEMA_VERSION, finite_or_none, load_db, record_key, run_key, utc_now
+from portfolio.round_log import ROUNDS_DIR
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+RUN_ORDERS = ("config", "dataset")
 SEED = 0  # model.py runs its scheduler with the default seed; runs are not repeated
 
 
@@ -98,7 +101,10 @@ def discover_datasets(suite: Path, tasks: list[str] | None = None) -> dict[str, 
             raise BuildError(f"tasks not found under {suite}: {missing}")
         folders = [suite / task for task in tasks]
     else:
-        folders = sorted(p for p in suite.iterdir() if p.is_dir() and any(p.glob("*.data")))
+        # Hidden folders are work in progress (harness.derive builds tasks under .partial/).
+        folders = sorted(
+            p for p in suite.iterdir() if p.is_dir() and not p.name.startswith(".") and any(p.glob("*.data"))
+        )
     if not folders:
         raise BuildError(f"suite {str(suite)!r} holds no dataset folder (<task>/<name>.data)")
     return {folder.name: resolve_data_dir(folder) for folder in folders}
@@ -152,7 +158,7 @@ def make_record(job: dict, result: dict, report: dict) -> dict:
         "error": result["error"],
         "code_version": job["code_version"],
         "finished": utc_now(),
-        "out_dir": job["out_dir"],
+        "out_dir": job["record_dir"],
     }
 
 
@@ -166,7 +172,9 @@ def run_one(job: dict) -> dict:
             )
         result = run_and_score(
             job["data_dir"], job["code_dir"], job["out_dir"],
-            time_budget=job["time_budget"], model_env={"AUTOSPEECH_PLAN": job["plan_path"]},
+            time_budget=job["time_budget"],
+            # Every round's probabilities, for replaying plans offline (offline_meta/replay.py).
+            model_env={"AUTOSPEECH_PLAN": job["plan_path"], "AUTOSPEECH_ROUND_LOG": str(Path(job["out_dir"]) / ROUNDS_DIR)},
         )
         report = json.loads((Path(job["out_dir"]) / "ingestion.json").read_text())
         return {"record": make_record(job, result, report)}
@@ -212,7 +220,7 @@ class Builder:
         self.db.update(command=command, time_budget=float(time_budget), updated=now)
         self.db["builds"].append(
             {"command": command, "cwd": str(Path.cwd()), "time_budget": float(time_budget), "started": now,
-             "code_version": version}
+             "code_version": version, "machine": machine_line()}
         )
         self.done = {record_key(r) for r in self.db["runs"]}
 
@@ -222,9 +230,17 @@ class Builder:
         atomic_write_json(self.out, self.db)
 
     def add_configs(self, configs: list[dict]) -> None:
-        """Store each configuration's name and plan under its id, so runs can be read back without the configs file."""
-        for config in configs:
-            self.db["configs"][config["config_id"]] = {"name": config["name"], "plan": config["plan"]}
+        """Store each configuration's name and plan under its id, so runs can be read back without the configs file.
+
+        A plan renamed in the configs file (the old default kept as "spectral", say) keeps its
+        runs, which take the new name too.
+        """
+        named = {config["config_id"]: {"name": config["name"], "plan": config["plan"]} for config in configs}
+        self.db["configs"].update(named)
+        for record in self.db["runs"]:
+            if record["config_id"] in named:
+                record["config_name"] = named[record["config_id"]]["name"]
+                record["config"] = named[record["config_id"]]
         self.save()
 
     def ensure_dataset(self, name: str, data_dir: Path) -> None:
@@ -244,6 +260,25 @@ class Builder:
         self.save()
 
 
+def run_order(configs: list[dict], datasets: dict[str, Path], rows: dict, order: str) -> list[tuple[dict, str]]:
+    """(configuration, dataset) pairs in the order they should run.
+
+    "config": a build stopped part-way leaves whole configurations, which selection and the
+    simulation of plans from solo runs can use. "dataset": it leaves whole datasets, each
+    with every plan to choose between, spread over the sources (the first dataset of each
+    source, then the second, ...), which is what leave-one-source-out selection can use.
+    """
+    if order == "config":
+        return [(config, name) for config in configs for name in datasets]
+    rank_in_source: dict[str, int] = {}
+    ranked = []
+    for name in datasets:
+        source = rows[name]["source"]
+        ranked.append((rank_in_source.get(source, 0), source, name))
+        rank_in_source[source] = rank_in_source.get(source, 0) + 1
+    return [(config, name) for _, _, name in sorted(ranked) for config in configs]
+
+
 def build(
     suite: str | Path,
     configs: list[dict],
@@ -253,6 +288,8 @@ def build(
     jobs: int | None = None,
     scheduler: str | None = None,
     tasks: list[str] | None = None,
+    only: list[str] | None = None,
+    order: str = "config",
     work: str | Path = "results/offline",
     code_dir: str | Path = PROJECT_DIR,
     command: str = "",
@@ -260,7 +297,11 @@ def build(
 ) -> BuildSummary:
     """Run every missing (dataset, config) at `time_budget` and record it in the database `out`.
 
-    `configs` come from `offline_meta.configs.load_configs`. `jobs` runs at once (default 1,
+    `configs` come from `offline_meta.configs.load_configs`; with `only` (config names), just
+    those run, but every configuration's name and plan is recorded, so a renamed plan's runs
+    take its new name whichever configurations run. `order` is "config" (every dataset of
+    one configuration before the next) or "dataset" (every configuration of one dataset
+    before the next, the datasets taken in turn from each source). `jobs` runs at once (default 1,
     or every worker thread of a dask cluster). Paths given to workers are absolute: with
     a remote scheduler, `suite`, `work` and `code_dir` must be on a filesystem they share.
     """
@@ -268,9 +309,17 @@ def build(
         raise BuildError(f"time_budget must be > 0 seconds, got {time_budget!r}")
     if jobs == 0:
         raise BuildError("jobs must be a positive number of runs, or negative for all cores or workers, got 0")
+    if order not in RUN_ORDERS:
+        raise BuildError(f"order must be one of {RUN_ORDERS}, got {order!r}")
+    if only is not None:
+        unknown = sorted(set(only) - {config["name"] for config in configs})
+        if unknown:
+            raise BuildError(f"no configuration named {unknown}; the configs are {[c['name'] for c in configs]}")
     datasets = discover_datasets(Path(suite), tasks)
     builder = Builder(Path(out), command, time_budget, code_version(Path(code_dir)))
     builder.add_configs(configs)
+    if only is not None:
+        configs = [config for config in configs if config["name"] in only]
     for name, data_dir in datasets.items():
         builder.ensure_dataset(name, data_dir)
 
@@ -281,25 +330,26 @@ def build(
         atomic_write_json(plan_paths[config["config_id"]], config["plan"])
     summary = BuildSummary()
     job_list = []
-    # Config-major order: a build stopped part-way leaves whole configurations, which
-    # selection and simulation can use, rather than whole datasets, which they cannot.
-    for config in configs:
-        for name, data_dir in datasets.items():
-            if run_key(name, config["config_id"], time_budget) in builder.done:
-                summary.skipped += 1
-                continue
-            job_list.append({
-                "dataset": name,
-                "source": builder.db["datasets"][name]["source"],
-                "data_dir": str(data_dir.resolve()),
-                "config_id": config["config_id"],
-                "config": {"name": config["name"], "plan": config["plan"]},
-                "plan_path": str(plan_paths[config["config_id"]]),
-                "out_dir": str(work / "runs" / f"T{time_budget:g}" / name / config["config_id"]),
-                "time_budget": float(time_budget),
-                "code_dir": str(Path(code_dir).resolve()),
-                "code_version": builder.db["builds"][-1]["code_version"],
-            })
+    for config, name in run_order(configs, datasets, builder.db["datasets"], order):
+        data_dir = datasets[name]
+        if run_key(name, config["config_id"], time_budget) in builder.done:
+            summary.skipped += 1
+            continue
+        run_dir = Path("runs") / f"T{time_budget:g}" / name / config["config_id"]
+        job_list.append({
+            "dataset": name,
+            "source": builder.db["datasets"][name]["source"],
+            "data_dir": str(data_dir.resolve()),
+            "config_id": config["config_id"],
+            "config": {"name": config["name"], "plan": config["plan"]},
+            "plan_path": str(plan_paths[config["config_id"]]),
+            "out_dir": str(work / run_dir),
+            # Recorded relative to the work folder: the database must mean the same on any machine.
+            "record_dir": run_dir.as_posix(),
+            "time_budget": float(time_budget),
+            "code_dir": str(Path(code_dir).resolve()),
+            "code_version": builder.db["builds"][-1]["code_version"],
+        })
     if not job_list:
         return summary
 

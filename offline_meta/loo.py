@@ -1,21 +1,34 @@
-"""Leave-one-source-out check of run-time selection, from the real ALCs already in the database.
+"""Leave-one-source-out checks of run-time selection, from the real ALCs already in the database.
 
 For each practice dataset, `choose_plan` sees the database without every dataset of the
 same source (as for a truly new task) and picks a configuration; its recorded ALC on the
 held-out dataset is compared with the best recorded there (the oracle) and with a
 reference configuration (the default plan).
+
+`tune_selection` chooses selection's own settings (k, the switch margin) the same way, and
+measures that choice honestly by nesting: for each held-out source the settings are chosen
+on the other sources only.
 """
 
 from __future__ import annotations
 
-from portfolio.meta_db import runs_at_budget
-from portfolio.selection import SelectionError, choose_plan
+import itertools
+import math
+
+from portfolio.meta_db import held_out_db, runs_at_budget, source_of
+from portfolio.selection import SWITCH_MARGIN, SelectionError, choose_plan
+
+# The settings tuning tries (data); ties go to the earlier entry, so the defaults come first.
+SELECTION_GRID = {"k": [3, 1, 2, 5], "switch_margin": [SWITCH_MARGIN, 0.0, 0.01, 0.05]}
 
 
 def leave_one_source_out(db: dict, *, reference: str = "default", **kwargs) -> list[dict]:
     """One row per dataset: chosen config, its real ALC there, the oracle's, the reference's (None if not run)."""
     _, runs = runs_at_budget(db)
-    alc = {(r["dataset"], r["config_id"]): float(r["alc"]) for r in runs}
+    alc = {}
+    for r in runs:  # repeated runs of one (dataset, config) are averaged
+        alc.setdefault((r["dataset"], r["config_id"]), []).append(float(r["alc"]))
+    alc = {key: sum(values) / len(values) for key, values in alc.items()}
     names = {r["config_id"]: r.get("config_name", r["config_id"]) for r in runs}
     names.update({config: entry["name"] for config, entry in db["configs"].items()})
     rows = []
@@ -24,11 +37,53 @@ def leave_one_source_out(db: dict, *, reference: str = "default", **kwargs) -> l
         if not on_dataset:
             continue
         reference_alc = next((v for c, v in on_dataset.items() if names[c] == reference), None)
-        row = {"dataset": dataset, "oracle": max(on_dataset.values()), "reference": reference_alc}
+        row = {"dataset": dataset, "source": source_of(db, dataset), "oracle": max(on_dataset.values()),
+               "reference": reference_alc}
         try:
-            _, info = choose_plan(entry["metafeatures"], db, exclude_sources=(entry.get("source", dataset),), **kwargs)
+            _, info = choose_plan(entry["metafeatures"], db, exclude_sources=(source_of(db, dataset),), **kwargs)
             row.update(chosen=info["config"], alc=on_dataset.get(info["config_id"]))
         except SelectionError as error:
             row.update(chosen=None, alc=None, why=str(error))
         rows.append(row)
     return rows
+
+
+def mean_regret(rows: list[dict]) -> float:
+    """Mean gap to the oracle over the rows; a choice never run on its dataset, or none at all,
+    counts as the worst recorded there would (the gap is then unknown, so assume the worst)."""
+    if not rows:
+        return math.inf
+    return sum(r["oracle"] - r["alc"] if r["alc"] is not None else r["oracle"] for r in rows) / len(rows)
+
+
+def _settings(grid: dict) -> list[dict]:
+    names = sorted(grid)
+    return [dict(zip(names, values)) for values in itertools.product(*(grid[name] for name in names))]
+
+
+def best_settings(db: dict, *, grid: dict = SELECTION_GRID, **kwargs) -> tuple[dict, float]:
+    """The settings of least leave-one-source-out regret on `db` (first in grid order on ties)."""
+    scored = [(mean_regret(leave_one_source_out(db, **setting, **kwargs)), index, setting)
+              for index, setting in enumerate(_settings(grid))]
+    regret, _, setting = min(scored, key=lambda item: (round(item[0], 9), item[1]))
+    return setting, regret
+
+
+def tune_selection(db: dict, *, grid: dict = SELECTION_GRID, **kwargs) -> dict:
+    """Selection settings by leave-one-source-out, and nested leave-one-source-out's estimate of them.
+
+    Returns {"settings": chosen on all sources, "loo_regret": their (optimistic) regret,
+    "nested_regret": regret when each source's settings were chosen without it, "outer": one row
+    per held-out dataset with the settings used}. `kwargs` go to `choose_plan` (incumbent, features).
+    """
+    budget, _ = runs_at_budget(db)
+    sources = sorted({source_of(db, name) for name in db["datasets"]})
+    if len(sources) < 3:
+        raise SelectionError(f"nested leave-one-source-out needs datasets of at least 3 sources, got {len(sources)}")
+    outer = []
+    for source in sources:
+        inner_setting, _ = best_settings(held_out_db(db, source, budget), grid=grid, **kwargs)
+        rows = leave_one_source_out(db, **inner_setting, **kwargs)
+        outer += [{**row, "settings": inner_setting} for row in rows if row["source"] == source]
+    settings, loo_regret = best_settings(db, grid=grid, **kwargs)
+    return {"settings": settings, "loo_regret": loo_regret, "nested_regret": mean_regret(outer), "outer": outer}

@@ -7,6 +7,7 @@ pulling in the offline build's dependencies.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -114,3 +115,19 @@ def runs_at_budget(db: dict, time_budget: float | None = None) -> tuple[float | 
     if budget is None:
         return None, list(db["runs"])
     return float(budget), [r for r in db["runs"] if float(r["time_budget"]) == float(budget)]
+
+
+def source_of(db: dict, dataset: str) -> str:
+    """A dataset's source, the hold-out unit (docs/meta_db.md: the task name when unset)."""
+    return db["datasets"][dataset].get("source") or dataset
+
+
+def held_out_db(db: dict, source: str, time_budget: float) -> dict:
+    """A copy of `db` without any dataset or run of `source`, selecting on runs of `time_budget`:
+    what selection may see when a dataset of `source` is the task being measured."""
+    dropped = {name for name in db["datasets"] if source_of(db, name) == source}
+    held = copy.deepcopy(db)
+    held["datasets"] = {name: entry for name, entry in held["datasets"].items() if name not in dropped}
+    held["runs"] = [r for r in held["runs"] if r["dataset"] not in dropped and r.get("source") != source]
+    held["time_budget"] = float(time_budget)
+    return held

@@ -1,15 +1,17 @@
 """Run-time plan selection: the configuration that did best on the most similar practice datasets.
 
-Meta-features are min-max scaled with the ranges of the database's datasets (a feature
-with zero range, or missing or NaN on either side, is left out of that comparison); the
-distance between two datasets is the root mean square (euclidean) or mean absolute
-(manhattan) scaled difference over the features they share, so datasets with different
-missing features stay comparable. When no feature separates the practice datasets (one
-dataset, or all alike), they all count equally. The k nearest datasets vote: every configuration run on
-all of them scores its closeness-weighted mean ALC (weights 1/(d + eps)) and the best one's
-plan is returned, unless an incumbent plan (model.py's default) scores within
-`switch_margin` of it: two runs of one plan can differ by about that much, so smaller
-leads are noise. Storage and schema live in portfolio/meta_db.py (docs/meta_db.md).
+Datasets are compared on a few meta-features, one per concept (`DISTANCE_FEATURES`, data):
+counts, durations and spectral levels on a log scale (a 30 s clip set should not squeeze
+every speech set into one corner), each scaled robustly by the median and interquartile
+range over the practice datasets, and each scaled difference capped at `MAX_FEATURE_GAP`
+so one odd feature cannot decide alone. The distance is the root mean square (euclidean)
+or mean absolute (manhattan) scaled difference over the features both datasets have.
+
+The k nearest datasets vote with bounded weights 1 / (d + `DISTANCE_FLOOR`). Each votes with
+*regret*, the gap between a configuration's ALC there and the best ALC recorded there, so a
+hard task (ALC 0.3) and an easy one (0.99) weigh alike. The configuration of least weighted
+regret wins, unless an incumbent plan (model.py's default) is within `switch_margin` of it:
+two runs of one plan differ by about that much. Storage and schema: portfolio/meta_db.py.
 """
 
 from __future__ import annotations
@@ -20,17 +22,37 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
+
 from portfolio.meta_db import MetaDbError, config_id, load_db, runs_at_budget
 from portfolio.plans import check_plan
 
 LOG = logging.getLogger("autospeech.selection")
-EPS = 1e-6
 # ALC lead another configuration needs over the incumbent. Two runs of the default plan at
 # T = 300 s differed by up to 0.018 ALC (mean 0.006) over the 9 suite tasks (docs/meta_db.md).
 SWITCH_MARGIN = 0.02
 DISTANCES = ("euclidean", "manhattan")
+# The meta-features the distance uses, one per concept, and their scale ("log": log10 of the
+# value, floored at LOG_FLOOR; "linear": as is). Size is n_classes x clips_per_class_mean.
+DISTANCE_FEATURES = {
+    "n_classes": "log",
+    "clips_per_class_mean": "log",
+    "class_imbalance": "log",
+    "duration_p50_s": "log",
+    "spectral_centroid_hz": "log",
+    "spectral_flatness": "log",
+    "level_db_std": "linear",
+    "silent_fraction": "linear",
+    "voiced_fraction": "linear",
+}
+LOG_FLOOR = 1e-4
+MAX_FEATURE_GAP = 3.0  # in interquartile ranges
+DISTANCE_FLOOR = 0.25  # weights are at most 1 / DISTANCE_FLOOR
 
-__all__ = ["MetaDbError", "SelectionError", "choose_plan", "choose_plan_or_default", "load_db"]
+__all__ = [
+    "DISTANCE_FEATURES", "MetaDbError", "SelectionError", "choose_plan", "choose_plan_or_default", "load_db",
+    "selection_settings",
+]
 
 
 class SelectionError(ValueError):
@@ -46,18 +68,68 @@ def _number(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _distance(a: dict, b: dict, ranges: dict, distance: str) -> tuple[float, int]:
-    """Scaled distance over the features both have, and how many there were."""
-    diffs = []
-    for name, (low, span) in ranges.items():
-        x, y = _number(a.get(name)), _number(b.get(name))
-        if x is not None and y is not None:
-            diffs.append(abs(x - y) / span)
-    if not diffs:
-        return math.inf, 0
-    if distance == "euclidean":
-        return math.sqrt(sum(d * d for d in diffs) / len(diffs)), len(diffs)
-    return sum(diffs) / len(diffs), len(diffs)
+def _transformed(metafeatures: dict, features: dict) -> dict:
+    """The distance features of one dataset on their distance scale; missing or NaN ones left out."""
+    out = {}
+    for name, scale in features.items():
+        value = _number(metafeatures.get(name))
+        if value is not None:
+            out[name] = math.log10(max(value, LOG_FLOOR)) if scale == "log" else value
+    return out
+
+
+def _robust_scales(practice: dict) -> dict:
+    """Feature -> spread to divide differences by: the interquartile range over the practice
+    datasets, or their whole range where the quartiles coincide; features all alike are left out."""
+    scales = {}
+    for name in sorted({name for features in practice.values() for name in features}):
+        values = np.array([features[name] for features in practice.values() if name in features])
+        if len(values) and values.max() > values.min():
+            q25, q75 = np.percentile(values, [25, 75])
+            scales[name] = float(q75 - q25) if q75 > q25 else float(values.max() - values.min())
+    return scales
+
+
+def _gaps(a: dict, b: dict, scales: dict) -> dict:
+    """Feature -> capped scaled difference, over the features both datasets have."""
+    return {
+        name: min(abs(a[name] - b[name]) / scale, MAX_FEATURE_GAP)
+        for name, scale in scales.items() if name in a and name in b
+    }
+
+
+def _distance(gaps: dict, distance: str) -> float:
+    if not gaps:
+        return math.inf
+    values = np.array(list(gaps.values()))
+    return float(np.sqrt(np.mean(values**2)) if distance == "euclidean" else np.mean(values))
+
+
+def _vote(neighbours: list, on_dataset: dict) -> tuple[dict, dict]:
+    """Closeness-weighted mean ALC and mean regret of every configuration run on all neighbours.
+
+    `neighbours` are (distance, dataset) pairs; `on_dataset` maps dataset -> config -> mean ALC.
+    """
+    candidates = set.intersection(*(set(on_dataset[dataset]) for _, dataset in neighbours))
+    weights = [1.0 / (d + DISTANCE_FLOOR) for d, _ in neighbours]
+    total = sum(weights)
+    alc, regret = {}, {}
+    for config in candidates:
+        alc[config] = sum(w * on_dataset[ds][config] for w, (_, ds) in zip(weights, neighbours)) / total
+        regret[config] = sum(
+            w * (max(on_dataset[ds].values()) - on_dataset[ds][config]) for w, (_, ds) in zip(weights, neighbours)
+        ) / total
+    return alc, regret
+
+
+def _pick(regret: dict, incumbent_id: str | None, configs: dict, switch_margin: float) -> tuple[str, str]:
+    """The configuration of least regret, or the incumbent when it trails by at most `switch_margin`."""
+    best = min(sorted(regret), key=lambda config: regret[config])
+    kept = next((c for c in sorted(regret) if config_id(configs[c]["plan"]) == incumbent_id), None)
+    if kept is not None and kept != best and regret[kept] - regret[best] <= switch_margin:
+        lead = regret[kept] - regret[best]
+        return kept, f"is kept as the incumbent ({configs[best]['name']} leads it by only {lead:.4f}); its"
+    return best, "has the least"
 
 
 def choose_plan(
@@ -69,8 +141,9 @@ def choose_plan(
     exclude_sources: tuple | list | set = (),
     incumbent: dict | None = None,
     switch_margin: float = SWITCH_MARGIN,
+    features: dict | None = None,
 ) -> tuple[dict, dict]:
-    """Plan of the configuration with the best closeness-weighted mean ALC over the k nearest datasets.
+    """Plan of the configuration with the least closeness-weighted regret over the k nearest datasets.
 
     Parameters
     ----------
@@ -79,14 +152,16 @@ def choose_plan(
     k : int > 0, neighbours that vote
     distance : "euclidean" (RMS over shared features) or "manhattan" (mean absolute)
     exclude_sources : practice datasets of these sources are ignored (leave-one-source-out)
-    incumbent : a plan kept, if it was run on all neighbours, unless the best beats it by more than
-        ``switch_margin`` (plans compare by ``config_id``: content, names aside)
+    incumbent : a plan kept, if it was run on all neighbours, unless the best's regret is lower by more
+        than ``switch_margin`` (plans compare by ``config_id``: content, names aside)
+    features : meta-feature -> "log" | "linear", the distance's features (default DISTANCE_FEATURES)
 
     Returns
     -------
     (plan, info): a copy of the plan; info holds "config", "config_id", "neighbours"
-    ([{dataset, source, distance, weight}]), "scores" (config name -> weighted ALC),
-    "features_used" and "reason".
+    ([{dataset, source, distance, weight, features_used}]), "scores" (config name -> weighted ALC),
+    "regrets" (config name -> weighted regret), "features_used", "decisive_features" (those
+    whose removal alone changes the choice) and "reason".
     """
     if not isinstance(k, int) or k < 1:
         raise SelectionError(f"k must be an int >= 1, got {k!r}")
@@ -94,72 +169,66 @@ def choose_plan(
         raise SelectionError(f"distance must be one of {DISTANCES}, got {distance!r}")
     if not db or not db.get("datasets") or not db.get("runs"):
         raise SelectionError("the meta-database holds no datasets or no runs")
+    features = DISTANCE_FEATURES if features is None else features
     budget, runs = runs_at_budget(db)
-    with_runs = {record["dataset"] for record in runs}
     excluded = set(exclude_sources)
-    practice = {
-        name: entry.get("metafeatures") or {}
-        for name, entry in db["datasets"].items()
-        if entry.get("source", name) not in excluded and name in with_runs
+    sources = {name: entry.get("source", name) for name, entry in db["datasets"].items()}
+    configs = {r["config_id"]: r["config"] for r in runs if "config" in r} | db.get("configs", {})
+    incumbent_id = config_id(incumbent) if incumbent else None
+    stale = {
+        c for c in configs
+        if incumbent_id is not None and configs[c]["name"] == "default" and config_id(configs[c]["plan"]) != incumbent_id
     }
-    if not practice:
+    alcs = {}  # (dataset, config_id) -> ALCs (repetitions are averaged)
+    for record in runs:
+        if record["dataset"] in sources and sources[record["dataset"]] not in excluded:
+            alcs.setdefault((record["dataset"], record["config_id"]), []).append(float(record["alc"]))
+    if not alcs:
         raise SelectionError(
             f"no dataset of the meta-database has runs at T = {budget} s outside the excluded sources {sorted(excluded)}"
         )
-
-    ranges = {}
-    names = {name for features in practice.values() for name in features}
-    for name in sorted(names):
-        values = [v for v in (_number(f.get(name)) for f in practice.values()) if v is not None]
-        if values and max(values) > min(values):
-            ranges[name] = (min(values), max(values) - min(values))
-    known = {name for name in names if _number(metafeatures.get(name)) is not None}
-    if not known:
+    on_dataset = {}  # dataset -> config -> mean ALC
+    for (dataset, config), values in alcs.items():
+        on_dataset.setdefault(dataset, {})[config] = sum(values) / len(values)
+    practice = {name: _transformed(db["datasets"][name].get("metafeatures") or {}, features) for name in on_dataset}
+    target = _transformed(metafeatures, features)
+    if not target:
         raise SelectionError("no meta-feature of this dataset is known in the database")
-    if not known & set(ranges):
-        # Nothing separates the practice datasets (e.g. there is only one): all are equally near.
-        neighbours = sorted((0.0, dataset, 0) for dataset in practice)
-    else:
-        scored = []
-        for dataset, features in practice.items():
-            d, n_used = _distance(metafeatures, features, ranges, distance)
-            if math.isfinite(d):
-                scored.append((d, dataset, n_used))
-        neighbours = sorted(scored)[:k]
+    scales = _robust_scales(practice)
 
-    alc = {}  # (dataset, config_id) -> list of ALCs (repetitions are averaged)
-    for record in runs:
-        alc.setdefault((record["dataset"], record["config_id"]), []).append(float(record["alc"]))
-    scores = {}
-    for config in {config for _, config in alc}:
-        if all((dataset, config) in alc for _, dataset, _ in neighbours):
-            weighted = [
-                (1.0 / (d + EPS), sum(alc[(dataset, config)]) / len(alc[(dataset, config)]))
-                for d, dataset, _ in neighbours
-            ]
-            scores[config] = sum(w * a for w, a in weighted) / sum(w for w, _ in weighted)
-    if not scores:
-        raise SelectionError(f"no configuration was run on all of the nearest datasets {[n for _, n, _ in neighbours]}")
-    configs = {r["config_id"]: r["config"] for r in runs if "config" in r} | db.get("configs", {})
-    incumbent_id = config_id(incumbent) if incumbent else None
-    stale = sorted(
-        c for c in scores
-        if incumbent_id is not None and configs[c]["name"] == "default" and config_id(configs[c]["plan"]) != incumbent_id
-    )
-    if stale:
+    def nearest(scales_used: dict) -> list:
+        if not set(target) & set(scales_used):
+            # Nothing separates the practice datasets (e.g. there is only one): all are equally near.
+            return [(0.0, dataset) for dataset in sorted(practice)]
+        scored = [(_distance(_gaps(target, features_, scales_used), distance), name)
+                  for name, features_ in practice.items()]
+        return sorted(item for item in scored if math.isfinite(item[0]))[:k]
+
+    def decide(scales_used: dict) -> tuple[list, dict, dict, str, str]:
+        neighbours = nearest(scales_used)
+        alc, regret = _vote(neighbours, on_dataset) if neighbours else ({}, {})
+        if not regret:
+            raise SelectionError(
+                f"no configuration was run on all of the nearest datasets {[n for _, n in neighbours]}"
+            )
+        usable = {c: r for c, r in regret.items() if c not in stale}
+        if not usable:
+            raise SelectionError(f"only a stale default plan {sorted(stale)} was run on the nearest datasets")
+        best, why = _pick(usable, incumbent_id, configs, switch_margin)
+        return neighbours, alc, regret, best, why
+
+    neighbours, alc, regret, best, why = decide(scales)
+    if stale & set(regret):
         # The database's "default" is an older default plan: never run it in place of today's.
         LOG.warning("meta-database %s holds a default plan other than today's (edited after the build?): "
-                    "left out of selection; rebuild with python -m offline_meta build", stale)
-        scores = {c: v for c, v in scores.items() if c not in stale}
-        if not scores:
-            raise SelectionError(f"only a stale default plan {stale} was run on the nearest datasets")
-    best = max(sorted(scores), key=lambda config: scores[config])
-    kept = next((c for c in sorted(scores) if config_id(configs[c]["plan"]) == incumbent_id), None)
-    why = "has the best"
-    if kept is not None and kept != best and scores[best] - scores[kept] <= switch_margin:
-        lead = scores[best] - scores[kept]
-        why = f"is kept as the incumbent ({configs[best]['name']} leads it by only {lead:.4f}); its"
-        best = kept
+                    "left out of selection; rebuild with python -m offline_meta build", sorted(stale & set(regret)))
+    decisive = []
+    for name in sorted(set(target) & set(scales)):
+        try:
+            if decide({f: s for f, s in scales.items() if f != name})[3] != best:
+                decisive.append(name)
+        except SelectionError:
+            decisive.append(name)
     config = configs[best]
     plan = copy.deepcopy(config["plan"])
     plan["name"] = config["name"]
@@ -167,18 +236,26 @@ def choose_plan(
         "config": config["name"],
         "config_id": best,
         "neighbours": [
-            {"dataset": dataset, "source": db["datasets"][dataset].get("source", dataset), "distance": d,
-             "weight": 1.0 / (d + EPS), "features_used": n_used}
-            for d, dataset, n_used in neighbours
+            {"dataset": dataset, "source": sources[dataset], "distance": d, "weight": 1.0 / (d + DISTANCE_FLOOR),
+             "features_used": len(_gaps(target, practice[dataset], scales))}
+            for d, dataset in neighbours
         ],
-        "scores": {configs[c]["name"]: s for c, s in sorted(scores.items(), key=lambda item: -item[1])},
-        "features_used": len(known & set(ranges)),
+        "scores": {configs[c]["name"]: alc[c] for c in sorted(alc, key=lambda c: regret[c])},
+        "regrets": {configs[c]["name"]: regret[c] for c in sorted(regret, key=lambda c: regret[c])},
+        "features_used": len(set(target) & set(scales)),
+        "decisive_features": decisive,
         "reason": (
-            f"{config['name']} {why} closeness-weighted mean ALC ({scores[best]:.4f}) over the "
-            f"{len(neighbours)} nearest practice datasets {[n for _, n, _ in neighbours]}"
+            f"{config['name']} {why} closeness-weighted regret ({regret[best]:.4f}; mean ALC {alc[best]:.4f}) "
+            f"over the {len(neighbours)} nearest practice datasets {[n for _, n in neighbours]}"
         ),
     }
     return plan, info
+
+
+def selection_settings(db: dict) -> dict:
+    """The k and switch margin stored in the database by `python -m offline_meta tune --write`, if any."""
+    stored = db.get("selection") or {}
+    return {key: stored[key] for key in ("k", "switch_margin") if key in stored}
 
 
 def choose_plan_or_default(
@@ -190,14 +267,16 @@ def choose_plan_or_default(
     **kwargs,
 ) -> tuple[dict, dict]:
     """`choose_plan` on the database at `db_path`, `default_plan` its incumbent, or `default_plan`
-    itself with the reason in info["reason"]; never raises.
+    itself with the reason in info["reason"]; never raises. Settings the database stores (its
+    tuned k and switch margin) apply unless `kwargs` give them.
 
     With `members` (the portfolio registry), the chosen plan is also checked against the plan
     schema, and a plan that fails the check falls back too. info["fallback"] says which happened.
     """
     start = time.monotonic()
     try:
-        plan, info = choose_plan(metafeatures, load_db(db_path), incumbent=default_plan, **kwargs)
+        db = load_db(db_path)
+        plan, info = choose_plan(metafeatures, db, incumbent=default_plan, **{**selection_settings(db), **kwargs})
         if members is not None:
             check_plan(plan, members, where=f"plan {info['config']!r} of {db_path}")
         info["fallback"] = False

@@ -128,3 +128,35 @@ def test_bench_members_runs_only_those_steps_of_the_default_plan(tone_suite, wri
     assert plan["name"] == "default[linear]" and {s["member"] for s in plan["steps"]} == {"linear"}
     assert harness_main([*argv, "--members", "svm"]) == 2
     assert "no step of members ['svm']" in capsys.readouterr().err
+
+
+def test_bench_with_selection_on_hides_the_tasks_own_source_from_model_py(tmp_path, write_model):
+    """model.py selects from the code's meta_db.json, less every run of the benched task's source."""
+    from harness.dataset import atomic_write_json
+    from portfolio.meta_db import load_db, new_db
+
+    root = tmp_path / "suite"
+    make_tone_dataset(root / "task_a", n_classes=3, seed=1, source="src_a")
+    make_tone_dataset(root / "task_b", n_classes=4, seed=2, source="src_b")
+    code_dir = write_model(FAKE_MODEL.replace(
+        "        self.done_training = False\n",
+        "        self.done_training = False\n"
+        "        import os\n"
+        "        with open(os.path.join(os.path.dirname(__file__), 'seen.txt'), 'a') as handle:\n"
+        "            handle.write(os.environ.get('AUTOSPEECH_META_DB', '-') + '\\n')\n",
+    ))
+    db = new_db()
+    db["time_budget"] = 20.0
+    for name, source in (("task_a", "src_a"), ("a_twin", "src_a"), ("task_b", "src_b")):
+        db["datasets"][name] = {"source": source, "metafeatures": {"n_classes": 3.0}}
+        db["runs"].append({"dataset": name, "source": source, "config_id": "c", "time_budget": 20.0,
+                           "status": "ok", "alc": 0.5})
+    atomic_write_json(code_dir / "meta_db.json", db)
+    out = tmp_path / "bench"
+    assert harness_main(["bench", "--suite", str(root), "--code-dir", str(code_dir), "--time-budget", "20",
+                         "--out", str(out)]) == 0
+    seen = (code_dir / "seen.txt").read_text().split()
+    assert seen == [str((out / task / "meta_db.heldout.json").resolve()) for task in ("task_a", "task_b")]
+    assert sorted(load_db(seen[0])["datasets"]) == ["task_b"]
+    assert sorted(load_db(seen[1])["datasets"]) == ["a_twin", "task_a"]
+    assert "without the task's source" in (out / "bench.md").read_text()

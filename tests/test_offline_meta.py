@@ -17,10 +17,10 @@ import pytest
 
 from harness.dataset import atomic_write_json
 from offline_meta.__main__ import main as offline_main
-from offline_meta.build import PROJECT_DIR, build, code_version, run_status
+from offline_meta.build import PROJECT_DIR, build, code_version, run_order, run_status
 from offline_meta.configs import ConfigError, load_configs
 from portfolio.meta_db import SCHEMA_VERSION, MetaDbError, config_id, load_db, new_db
-from offline_meta.loo import leave_one_source_out
+from offline_meta.loo import leave_one_source_out, tune_selection
 from offline_meta.simulate import (
     Curve, compare_with_real, greedy_portfolio, load_runs, mean_normalized_alc, simulate_alc, steps_to_plan,
 )
@@ -29,7 +29,7 @@ from tests.conftest import make_tone_dataset
 
 FAKE_MEMBERS = {"linear": object, "cnn": object}
 # Fields that depend on the clock or the machine, not on what was run.
-TIMING_FIELDS = {"alc", "first_prediction_s", "charged_s", "wall_s", "peak_rss_mb", "init_s", "finished", "out_dir"}
+TIMING_FIELDS = {"alc", "first_prediction_s", "charged_s", "wall_s", "peak_rss_mb", "init_s", "finished"}
 
 # A model.py that honours AUTOSPEECH_PLAN like the real one but needs only numpy: nearest centroid on
 # spectra of the first max_s seconds, `rounds` rounds, a sleep of the step's round_s per round, a scripted validation score.
@@ -124,10 +124,63 @@ def test_build_with_joblib_and_with_dask_gives_the_same_rows(suite, fake_code, t
     assert long_alpha["source"] == "src_a" and long_alpha["config_id"] == config_id(linear_plan(0.5, rounds=2))
     assert long_alpha["curve"]["validation_score"] == [0.6, 0.7] and len(long_alpha["curve"]["t_s"]) == 2
     assert long_alpha["alc"] > 0 and long_alpha["time_budget"] == 5.0
+    # Relative to the work folder (w1 and w2 here): the same on every machine.
+    assert long_alpha["out_dir"] == f"runs/T5/alpha/{long_alpha['config_id']}"
+    assert (tmp_path / "w1" / long_alpha["out_dir"] / "ingestion.json").is_file()
     assert by_joblib["command"] == "joblib" and by_joblib["time_budget"] == 5.0
     assert set(by_joblib["configs"]) == {c["config_id"] for c in configs}
     assert by_joblib["datasets"]["beta"]["source"] == "src_b"
     assert by_joblib["datasets"]["beta"]["metafeatures"]["n_classes"] == 4.0
+
+
+def test_a_renamed_plan_keeps_its_runs_under_its_new_name(suite, fake_code, tmp_path):
+    """The old default kept as "spectral": its recorded runs are reused, not rerun, and carry the new name."""
+    plan = linear_plan(0.25)
+    common = {"jobs": 1, "code_dir": fake_code, "progress": False, "work": tmp_path / "w"}
+    first = load_configs(write_configs(tmp_path / "a.json", [{"name": "default", "plan": plan}]), FAKE_MEMBERS)
+    build(suite, first, 5, tmp_path / "db.json", command="first", **common)
+    renamed = load_configs(write_configs(tmp_path / "b.json", [{"name": "spectral", "plan": plan}]), FAKE_MEMBERS)
+    summary = build(suite, renamed, 5, tmp_path / "db.json", command="second", **common)
+    db = load_db(tmp_path / "db.json")
+    assert summary.recorded == 0 and len(db["runs"]) == 2
+    assert {r["config_name"] for r in db["runs"]} == {"spectral"}
+    assert {r["config"]["name"] for r in db["runs"]} == {"spectral"}
+    assert db["configs"][config_id(plan)]["name"] == "spectral"
+
+
+def test_build_only_runs_the_named_configurations_and_refuses_unknown_names(suite, fake_code, tmp_path, capsys):
+    configs_path = write_configs(tmp_path / "configs.json", [
+        {"name": "short", "plan": linear_plan(0.25)},
+        {"name": "long", "plan": linear_plan(0.5, rounds=2)},
+    ])
+    common = ["build", "--suite", str(suite), "--configs", str(configs_path), "--time-budget", "5",
+              "--out", str(tmp_path / "db.json"), "--work", str(tmp_path / "w"), "--code-dir", str(fake_code),
+              "--no-progress"]
+    assert offline_main([*common, "--only", "long"]) == 0
+    assert {r["config_name"] for r in load_db(tmp_path / "db.json")["runs"]} == {"long"}
+    assert offline_main([*common, "--only", "lng"]) != 0
+    assert "no configuration named ['lng']" in capsys.readouterr().err
+    assert len(load_db(tmp_path / "db.json")["runs"]) == 2
+    assert offline_main([*common, "--only", "short"]) == 0
+    # "short" renamed in the file: a build of other configurations still renames its runs.
+    write_configs(configs_path, [
+        {"name": "brief", "plan": linear_plan(0.25)},
+        {"name": "long", "plan": linear_plan(0.5, rounds=2)},
+    ])
+    assert offline_main([*common, "--only", "long"]) == 0
+    runs = load_db(tmp_path / "db.json")["runs"]
+    assert sorted(r["config_name"] for r in runs) == ["brief", "brief", "long", "long"]
+
+
+def test_dataset_order_finishes_each_dataset_and_takes_the_sources_in_turn():
+    configs = [{"name": "default"}, {"name": "spectral"}]
+    datasets = {name: Path(name) for name in ("a1", "a2", "a3", "b1", "c1", "c2")}
+    rows = {name: {"source": name[0]} for name in datasets}
+    by_dataset = [(config["name"], name) for config, name in run_order(configs, datasets, rows, "dataset")]
+    assert [name for _, name in by_dataset[::2]] == ["a1", "b1", "c1", "a2", "c2", "a3"]
+    assert by_dataset[:2] == [("default", "a1"), ("spectral", "a1")]
+    by_config = [(config["name"], name) for config, name in run_order(configs, datasets, rows, "config")]
+    assert by_config[:6] == [("default", name) for name in datasets] and sorted(by_config) == sorted(by_dataset)
 
 
 def test_build_killed_at_random_points_resumes_without_losing_or_duplicating_runs(suite, fake_code, tmp_path):
@@ -197,10 +250,13 @@ def test_load_configs_rejects_duplicates_and_unknown_members(tmp_path):
 
 
 def test_project_configs_run_the_default_plan_and_each_of_its_steps_alone():
-    configs = load_configs(PROJECT_DIR / "offline_meta" / "configs.json", FAKE_MEMBERS | {"lstm_attention": object})
+    members = FAKE_MEMBERS | {"lstm_attention": object, "whisper": object, "yamnet": object}
+    configs = load_configs(PROJECT_DIR / "offline_meta" / "configs.json", members)
     default = json.loads((PROJECT_DIR / "portfolio" / "plans" / "default.json").read_text())
+    spectral = json.loads((PROJECT_DIR / "portfolio" / "plans" / "spectral.json").read_text())
     by_name = {c["name"]: c for c in configs}
     assert by_name["default"]["config_id"] == config_id(default)
+    assert by_name["spectral"]["config_id"] == config_id(spectral) != config_id(default)
     solo = [c["plan"] for c in configs if len(c["plan"]["steps"]) == 1]
     assert all(any(p["steps"] == [step] for p in solo) for step in default["steps"])  # so it can be simulated
     settings = {k: v for k, v in default.items() if k not in ("name", "steps")}
@@ -338,7 +394,46 @@ def test_leave_one_source_out_never_sees_the_held_out_source():
             db["configs"][config] = {"name": config, "plan": {"steps": [{"member": "linear"}]}}
             db["runs"].append({"dataset": name, "config_id": config, "config_name": config, "time_budget": T,
                                "status": "ok", "alc": alc})
-    rows = {row["dataset"]: row for row in leave_one_source_out(db, k=1, reference="Q")}
+    rows = {row["dataset"]: row for row in leave_one_source_out(db, k=1, reference="Q", features={"f": "linear"})}
     # C's nearest other dataset is B, which favours P: C gets P's 0.1, not its own best (Q, 0.7).
     assert (rows["C"]["chosen"], rows["C"]["alc"], rows["C"]["oracle"], rows["C"]["reference"]) == ("P", 0.1, 0.7, 0.7)
     assert rows["A"]["chosen"] == rows["B"]["chosen"] == "P"
+
+
+def test_tune_selection_picks_k_by_leave_one_source_out_and_nests_it_honestly():
+    """Two pairs of datasets: P is best on the a's (by 0.1), Q on the b's (by 0.5). With k >= 2 the far b's
+    outvote an a's twin; only k = 1 is right everywhere. Without a1's source, a2 has no twin, so nothing
+    tells the k's apart and the first in grid order (3) is kept: a1 is then wrong, and the nested regret shows it."""
+    db = new_db()
+    db["time_budget"] = T
+    alcs = {"a1": (0.6, 0.5), "a2": (0.6, 0.5), "b1": (0.2, 0.7), "b2": (0.2, 0.7)}
+    positions = {"a1": 0.0, "a2": 1.0, "b1": 10.0, "b2": 11.0}
+    for name, (p, q) in alcs.items():
+        db["datasets"][name] = {"source": name, "metafeatures": {"f": positions[name]}}
+        for config, alc in (("P", p), ("Q", q)):
+            step = {"member": "linear", "params": {"C": 0.1 if config == "P" else 1.0}}
+            db["configs"][config] = {"name": config, "plan": {"steps": [step]}}
+            db["runs"].append({"dataset": name, "config_id": config, "config_name": config, "time_budget": T,
+                               "status": "ok", "alc": alc})
+    result = tune_selection(db, features={"f": "linear"})
+    assert result["settings"]["k"] == 1 and result["loo_regret"] == 0.0
+    outer = {row["dataset"]: row for row in result["outer"]}
+    assert outer["a1"]["settings"]["k"] == 3 and outer["a1"]["chosen"] == "Q"
+    assert result["nested_regret"] > result["loo_regret"]
+
+
+def test_committed_meta_db_names_every_run_as_the_configs_file_does():
+    """Every run of the committed database is of a configuration in offline_meta/configs.json, under its name
+    there: no run is left under a stale name (an old default's step) after the plans change."""
+    configs = {c["config_id"]: c["name"] for c in load_configs(PROJECT_DIR / "offline_meta" / "configs.json")}
+    db = load_db(PROJECT_DIR / "meta_db.json")
+    stale = {(r["config_name"], r["config_id"]) for r in db["runs"] if configs.get(r["config_id"]) != r["config_name"]}
+    assert not stale
+
+
+def test_derived_tasks_configs_are_configurations_of_the_main_file():
+    """The derived tasks' build runs whole plans of configs.json under the same names and ids, so their runs
+    join the suite's in selection and leave-one-source-out."""
+    main = {c["config_id"]: c["name"] for c in load_configs(PROJECT_DIR / "offline_meta" / "configs.json")}
+    derived = {c["config_id"]: c["name"] for c in load_configs(PROJECT_DIR / "offline_meta" / "configs-derived.json")}
+    assert derived and all(main.get(cid) == name for cid, name in derived.items())

@@ -10,9 +10,13 @@ import pytest
 
 from harness.dataset import atomic_write_json
 from portfolio.meta_db import SCHEMA_VERSION, new_db
-from portfolio.selection import MetaDbError, SelectionError, choose_plan, choose_plan_or_default, load_db
+from portfolio.selection import (
+    MAX_FEATURE_GAP, MetaDbError, SelectionError, choose_plan, choose_plan_or_default, load_db,
+)
 
 DEFAULT = {"name": "fallback", "steps": [{"member": "linear"}]}
+# The hand database's meta-features, on their own scale.
+HAND = {"features": {"f1": "linear", "f2": "linear", "flat": "linear"}}
 
 
 def plan_of(name: str) -> dict:
@@ -35,54 +39,58 @@ def hand_db() -> dict:
 
 
 def test_choose_plan_picks_the_plan_of_the_nearest_dataset():
-    plan, info = choose_plan({"f1": 9.0, "f2": 90.0, "flat": 7.0}, hand_db(), k=1)
+    plan, info = choose_plan({"f1": 9.0, "f2": 90.0, "flat": 7.0}, hand_db(), k=1, **HAND)
     assert plan == plan_of("Q") and info["config"] == "Q" and info["config_id"] == "idQ"
     assert [n["dataset"] for n in info["neighbours"]] == ["B"]
-    # Scaled by the ranges (10, 100) both features differ by 0.1: RMS 0.1. "flat" has zero range.
-    assert info["neighbours"][0]["distance"] == pytest.approx(0.1)
+    # Scaled by the interquartile ranges (5, 50) both features differ by 0.2: RMS 0.2. "flat" does not vary.
+    assert info["neighbours"][0]["distance"] == pytest.approx(0.2)
     assert info["features_used"] == 2 and "B" in info["reason"]
 
 
 def test_choose_plan_weights_neighbours_by_closeness():
-    plan, info = choose_plan({"f1": 2.0, "f2": 20.0}, hand_db(), k=3, distance="manhattan")
-    d = {"A": 0.2, "C": 0.3, "B": 0.8}
-    w = {name: 1 / (dist + 1e-6) for name, dist in d.items()}
+    plan, info = choose_plan({"f1": 2.0, "f2": 20.0}, hand_db(), k=3, distance="manhattan", **HAND)
+    d = {"A": 0.4, "C": 0.6, "B": 1.6}
+    w = {name: 1 / (dist + 0.25) for name, dist in d.items()}  # bounded: at most 4, however near
     expected_p = (w["A"] * 0.9 + w["C"] * 0.5 + w["B"] * 0.1) / sum(w.values())
+    # Regret: the gap to the best ALC on each neighbour (A: P 0.9 best, C: P 0.5, B: Q 0.8).
+    expected_regret_q = (w["A"] * 0.8 + w["C"] * 0.1 + w["B"] * 0.0) / sum(w.values())
     assert [n["dataset"] for n in info["neighbours"]] == ["A", "C", "B"]
+    assert [n["distance"] for n in info["neighbours"]] == pytest.approx([0.4, 0.6, 1.6])
     assert info["scores"]["P"] == pytest.approx(expected_p)
+    assert info["regrets"]["Q"] == pytest.approx(expected_regret_q)
     assert plan["name"] == "P"
 
 
 def test_choose_plan_keeps_the_incumbent_unless_beaten_by_more_than_the_margin():
     near_b = {"f1": 9.0, "f2": 90.0}  # nearest: B, where Q scores 0.8 and P 0.1
     incumbent = plan_of("P") | {"name": "renamed P"}  # plans compare by content
-    plan, info = choose_plan(near_b, hand_db(), k=1, incumbent=incumbent, switch_margin=0.69)
-    assert info["config"] == "Q" and "has the best" in info["reason"]
-    plan, info = choose_plan(near_b, hand_db(), k=1, incumbent=incumbent, switch_margin=0.71)
+    plan, info = choose_plan(near_b, hand_db(), k=1, incumbent=incumbent, switch_margin=0.69, **HAND)
+    assert info["config"] == "Q" and "has the least" in info["reason"]
+    plan, info = choose_plan(near_b, hand_db(), k=1, incumbent=incumbent, switch_margin=0.71, **HAND)
     assert info["config"] == "P" and plan == plan_of("P")
     assert "kept as the incumbent (Q leads it by only 0.7000)" in info["reason"]
-    _, info = choose_plan(near_b, hand_db(), k=1, incumbent={"steps": [{"member": "cnn"}]}, switch_margin=1)
+    _, info = choose_plan(near_b, hand_db(), k=1, incumbent={"steps": [{"member": "cnn"}]}, switch_margin=1, **HAND)
     assert info["config"] == "Q"  # an incumbent never run is no candidate
 
 
 def test_choose_plan_ignores_missing_and_nan_features():
-    _, info = choose_plan({"f1": 9.5, "f2": float("nan"), "unknown": 3.0}, hand_db(), k=1)
+    _, info = choose_plan({"f1": 9.5, "f2": float("nan"), "unknown": 3.0}, hand_db(), k=1, **HAND)
     assert info["neighbours"][0]["dataset"] == "B" and info["neighbours"][0]["features_used"] == 1
 
 
 def test_choose_plan_exclude_sources_drops_a_source():
-    _, info = choose_plan({"f1": 9.0, "f2": 95.0}, hand_db(), k=3, exclude_sources=("srcB",))
+    _, info = choose_plan({"f1": 9.0, "f2": 95.0}, hand_db(), k=3, exclude_sources=("srcB",), **HAND)
     assert [n["dataset"] for n in info["neighbours"]] == ["C", "A"]
     assert all(n["source"] != "srcB" for n in info["neighbours"])
 
 
 def test_choose_plan_without_shared_features_is_an_error():
     with pytest.raises(SelectionError, match="no meta-feature of this dataset is known"):
-        choose_plan({"other": 1.0, "f1": float("nan")}, hand_db())
+        choose_plan({"other": 1.0, "f1": float("nan")}, hand_db(), **HAND)
 
 
 def test_choose_plan_with_nothing_to_separate_datasets_weighs_them_all_equally():
-    _, info = choose_plan({"flat": 3.0}, hand_db(), k=1)
+    _, info = choose_plan({"flat": 3.0}, hand_db(), k=1, **HAND)
     assert [n["dataset"] for n in info["neighbours"]] == ["A", "B", "C"]
     assert info["scores"]["P"] == pytest.approx((0.9 + 0.1 + 0.5) / 3)
 
@@ -94,7 +102,7 @@ def test_choose_plan_is_fast():
         for config in ("idP", "idQ"):
             db["runs"].append({"dataset": f"d{i}", "config_id": config, "time_budget": 300.0, "status": "ok", "alc": 0.5})
     start = time.monotonic()
-    choose_plan({f"f{j}": 3.0 * j for j in range(25)}, db)
+    choose_plan({f"f{j}": 3.0 * j for j in range(25)}, db, features={f"f{j}": "log" for j in range(25)})
     assert time.monotonic() - start < 0.05
 
 
@@ -136,15 +144,15 @@ def test_choose_plan_or_default_selects_and_checks_the_plan(tmp_path):
     path = tmp_path / "meta_db.json"
     atomic_write_json(path, hand_db())
     default = plan_of("P")
-    plan, info = choose_plan_or_default({"f1": 0.5, "f2": 1.0}, path, default, members={"linear": object}, k=1)
+    plan, info = choose_plan_or_default({"f1": 0.5, "f2": 1.0}, path, default, members={"linear": object}, k=1, **HAND)
     assert plan["name"] == "P" and info["fallback"] is False and math.isfinite(info["elapsed_s"])
-    plan, info = choose_plan_or_default({"f1": 0.5, "f2": 1.0}, path, default, members={"cnn": object})
+    plan, info = choose_plan_or_default({"f1": 0.5, "f2": 1.0}, path, default, members={"cnn": object}, **HAND)
     assert plan is default and "PlanError" in info["reason"]
     # The default plan is the incumbent: near B, Q leads the default (P's plan) by 0.7, far beyond the margin;
     # near C, P leads Q by only 0.1, and a margin of 0.2 keeps Q when Q is the default.
-    plan, info = choose_plan_or_default({"f1": 9.0, "f2": 90.0}, path, plan_of("P"), k=1)
+    plan, info = choose_plan_or_default({"f1": 9.0, "f2": 90.0}, path, plan_of("P"), k=1, **HAND)
     assert info["config"] == "Q"
-    plan, info = choose_plan_or_default({"f1": 5.0, "f2": 50.0}, path, plan_of("Q"), k=1, switch_margin=0.2)
+    plan, info = choose_plan_or_default({"f1": 5.0, "f2": 50.0}, path, plan_of("Q"), k=1, switch_margin=0.2, **HAND)
     assert info["config"] == "Q" and "kept as the incumbent" in info["reason"]
 
 
@@ -155,14 +163,15 @@ def test_edited_default_plan_is_not_replaced_by_the_old_one_stored(caplog):
             config["name"] = "default"
     near_a = {"f1": 0.5, "f2": 1.0}  # P's best neighbourhood
     edited = {"name": "default", "steps": [{"member": "linear", "params": {"C": 0.5}}]}
-    _, info = choose_plan(near_a, db, k=1, incumbent=edited)
+    _, info = choose_plan(near_a, db, k=1, incumbent=edited, **HAND)
     assert info["config"] != "default"
     assert "holds a default plan other than today's" in caplog.text
-    _, info = choose_plan(near_a, db, k=1, incumbent=plan_of("P"))  # today's default is the stored one
+    _, info = choose_plan(near_a, db, k=1, incumbent=plan_of("P"), **HAND)  # today's default is the stored one
     assert info["config"] == "default"
 
 
-def test_committed_meta_db_holds_todays_default_plan_on_every_dataset():
+def test_committed_meta_db_holds_todays_default_plan_on_every_dataset_with_runs():
+    """A derived-task build runs `default` first on each dataset, so even one stopped part-way passes."""
     from pathlib import Path
 
     from portfolio.meta_db import config_id, load_db, runs_at_budget
@@ -171,4 +180,45 @@ def test_committed_meta_db_holds_todays_default_plan_on_every_dataset():
     db = load_db(Path(__file__).resolve().parents[1] / "meta_db.json")
     _, runs = runs_at_budget(db)
     default_id = config_id(default_plan())
-    assert {r["dataset"] for r in runs if r["config_id"] == default_id} == set(db["datasets"])
+    assert {r["dataset"] for r in runs if r["config_id"] == default_id} == {r["dataset"] for r in runs}
+
+
+def music_and_speech_db() -> dict:
+    """Digits (0.4 s clips), emotions (3 s) and music (30 s, steady level); P wins on digits, Q elsewhere."""
+    db = new_db()
+    db["time_budget"] = 300.0
+    db["configs"] = {"idP": {"name": "P", "plan": plan_of("P")}, "idQ": {"name": "Q", "plan": plan_of("Q")}}
+    points = {"digits": (0.4, 8.0), "emotion": (3.0, 7.0), "music": (30.0, 3.0)}
+    for name, (duration, level) in points.items():
+        db["datasets"][name] = {"source": name, "metafeatures": {"duration_p50_s": duration, "level_db_std": level}}
+        for config, alc in (("idP", 0.9 if name == "digits" else 0.5), ("idQ", 0.5 if name == "digits" else 0.9)):
+            db["runs"].append({"dataset": name, "config_id": config, "time_budget": 300.0, "status": "ok",
+                               "alc": alc, "config": db["configs"][config]})
+    return db
+
+
+def test_durations_compare_on_a_log_scale_so_long_clips_do_not_squeeze_short_ones():
+    # On min-max scaled seconds, 0.45 s differs from 0.4 s and 3 s alike (both ~0.1 of 0.4-30 s), and
+    # the level feature makes emotions the nearest; on a log scale the digits are.
+    _, info = choose_plan({"duration_p50_s": 0.45, "level_db_std": 7.0}, music_and_speech_db(), k=1)
+    assert info["neighbours"][0]["dataset"] == "digits" and info["config"] == "P"
+    # Only the duration carries this decision: without the level, digits stay nearest; without the duration, not.
+    assert info["decisive_features"] == ["duration_p50_s"]
+
+
+def test_one_feature_far_off_counts_at_most_max_feature_gap():
+    db = music_and_speech_db()
+    far = {"duration_p50_s": 3.0, "level_db_std": 7.0 + 1000.0}  # emotion's duration, an absurd level
+    _, info = choose_plan(far, db, k=3)
+    emotion = next(n for n in info["neighbours"] if n["dataset"] == "emotion")
+    assert emotion["distance"] == pytest.approx(math.sqrt(MAX_FEATURE_GAP**2 / 2))
+
+
+def test_the_database_tuned_k_applies_unless_the_caller_gives_one(tmp_path):
+    near_c = {"f1": 7.0, "f2": 70.0}  # nearest C (P best there); B, then A, not far behind
+    path = tmp_path / "meta_db.json"
+    atomic_write_json(path, hand_db())
+    assert choose_plan_or_default(near_c, path, DEFAULT, **HAND)[1]["config"] == "Q"  # k = 3: B and A outvote C
+    atomic_write_json(path, {**hand_db(), "selection": {"k": 1, "switch_margin": 0.0}})
+    assert choose_plan_or_default(near_c, path, DEFAULT, **HAND)[1]["config"] == "P"
+    assert choose_plan_or_default(near_c, path, DEFAULT, k=3, **HAND)[1]["config"] == "Q"
