@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_BUDGET ?= 90
 
-.PHONY: setup demo test test-fast submission bench-memory clean
+.PHONY: setup demo test test-fast submission bench-memory meta-derived clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,14 @@ data/mem/mem3000.data/meta.json: | setup
 
 bench-memory: setup data/mem/mem3000.data/meta.json
 	$(PY) -m harness run --dataset data/mem --time-budget 300 --out results/mem3000
+
+# Practice tasks derived from the suite (harness/derived_tasks.json, about 3 GiB) and the whole plans of
+# offline_meta/configs-derived.json on each, into meta_db.json: hours of CPU; rerun to resume after a kill.
+meta-derived: setup
+	$(PY) -m harness.suite build --out data/suite
+	$(PY) -m harness.derive --suite data/suite --spec harness/derived_tasks.json --out data/derived
+	$(PY) -m offline_meta build --suite data/derived --configs offline_meta/configs-derived.json \
+		--time-budget 300 --out meta_db.json --work results/offline --jobs 1 --order dataset
 
 clean:
 	rm -rf results/demo data/synth

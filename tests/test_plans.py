@@ -17,7 +17,7 @@ def plan_with(params: dict, member: str = "linear") -> dict:
 def test_the_default_plan_and_its_member_subsets_pass():
     plan = default_plan()
     assert check_plan(plan, MEMBERS) is plan
-    for member in ("linear", "cnn", "lstm_attention"):
+    for member in ("linear", "cnn", "lstm_attention", "whisper", "yamnet"):
         check_plan(keep_members(plan, [member]), MEMBERS)
 
 
