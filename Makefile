@@ -22,11 +22,12 @@ data/synth/synth.data/meta.json: | setup
 demo: setup data/synth/synth.data/meta.json
 	$(PY) -m harness run --dataset data/synth --time-budget $(DEMO_BUDGET) --out results/demo
 
+# Two workers, one test file each at a time (module fixtures stay in one process): CI has 2 cores.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" tests
 
 submission: setup
 	$(PY) -m harness.submission --out dist/submission.zip
