@@ -1,4 +1,4 @@
-"""`python -m offline_meta {build,simulate,tune,greedy} --help`: build meta_db.json, check and use its simulation."""
+"""`python -m offline_meta {build,simulate,replay,subplans,tune,greedy} --help`: build meta_db.json, check and use its simulation."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from offline_meta.replay import ReplayError, compare_replay_with_real
 from offline_meta.simulate import (
     SimulationError, compare_with_real, format_steps, greedy_portfolio, load_runs, steps_to_plan,
 )
+from offline_meta.subplans import score_subplans, with_replayed_runs
 from portfolio.plans import PlanError, check_plan, default_plan
 from portfolio.selection import SelectionError
 
@@ -54,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--work", default="results/offline", help="the build's work folder, with the runs' round logs")
     replay.add_argument("--suite", required=True, help="the suite the runs were built on (its test solutions)")
     replay.add_argument("--time-budget", type=float, default=None, help="runs of this budget (default: latest build's)")
+
+    subplans = commands.add_parser(
+        "subplans", help="score alternatives made of a parent plan's steps by replaying its logged runs"
+    )
+    subplans.add_argument("--db", required=True)
+    subplans.add_argument("--work", default="results/offline", help="the build's work folder, with the runs' round logs")
+    subplans.add_argument("--suite", nargs="+", required=True, help="suites holding the runs' datasets (test solutions)")
+    subplans.add_argument("--configs", default=None, help="alternatives (a configurations file) beside the database's own")
+    subplans.add_argument("--parent", default="default", help="the configuration whose logged runs are cut into steps")
+    subplans.add_argument("--time-budget", type=float, default=None, help="runs of this budget (default: the database's)")
+    subplans.add_argument("--write-db", default=None,
+                          help="write a copy of the database with the replayed alternatives as runs (for tune)")
 
     tune = commands.add_parser("tune", help="choose selection's k and switch margin by leave-one-source-out")
     tune.add_argument("--db", required=True)
@@ -182,6 +195,34 @@ def run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_subplans(args: argparse.Namespace) -> int:
+    """Print each alternative's replayed ALC per dataset (and the real one where it ran); optionally write the db."""
+    db = load_db(args.db)
+    budget = args.time_budget if args.time_budget is not None else db["time_budget"]
+    alternatives = load_configs(args.configs) if args.configs else []
+    rows = score_subplans(db, args.work, args.suite, alternatives, parent=args.parent, time_budget=budget)
+    if not rows:
+        print(f"no run of {args.parent!r} at T = {budget} s in {args.db}")
+        return 0
+    errors: dict[str, list[float]] = {}
+    for row in rows:
+        replayed = "-" if row["replayed"] is None else f"{row['replayed']:.4f}"
+        real = "" if row["real"] is None else f"  real {row['real']:.4f}"
+        if row["replayed"] is not None and row["real"] is not None:
+            errors.setdefault(row["config"], []).append(row["replayed"] - row["real"])
+            real += f" ({row['replayed'] - row['real']:+.4f})"
+        why = f"  ({row['why']})" if row.get("why") else ""
+        print(f"{row['dataset']:<28} {row['config']:<24} replayed {replayed}{real}{why}")
+    for config, values in sorted(errors.items()):
+        print(f"{config}: replayed - real over {len(values)} datasets: mean {sum(values) / len(values):+.4f}, "
+              f"mean absolute {sum(abs(v) for v in values) / len(values):.4f}")
+    if args.write_db:
+        out = with_replayed_runs(db, rows, budget)
+        atomic_write_json(Path(args.write_db), out)
+        print(f"{args.write_db}: {len(out['runs']) - len(db['runs'])} replayed runs added")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry; 2 on a known error, so scripts can tell bad input from a crash."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -193,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_simulate(args)
         if args.command == "replay":
             return run_replay(args)
+        if args.command == "subplans":
+            return run_subplans(args)
         if args.command == "tune":
             return run_tune(args, argv)
         return run_greedy(args)

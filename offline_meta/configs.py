@@ -8,10 +8,12 @@ Each entry of the list is one of
     {"name": str, "plan_file": path, "each_step": true}     # one one-step plan per step of the file,
                                                             # named "<name>/<index>-<member>"
     {"name": str, "plan_file": path, "members": [str...]}   # the file's plan, only these members' steps
+    {"name": str, "plan_file": path, "step_order": [int...]} # the file's steps at these positions, in this
+                                                            # order (alternatives to replay, offline_meta/subplans.py)
 
 A one-step plan runs a single member in isolation (what the portfolio simulation
 composes); a longer plan is run for real so the simulation can be checked against it.
-`each_step` and `members` keep derived runs in step with a plan file that others edit. The build
+`each_step`, `members` and `step_order` keep derived runs in step with a plan file that others edit. The build
 stores the plans themselves, so a database never depends on files that change later.
 """
 
@@ -24,6 +26,9 @@ from portfolio.meta_db import config_id
 from portfolio.plans import PlanError, check_plan, keep_members
 
 
+DERIVING_KEYS = {"steps", "each_step", "members", "step_order"}  # what makes a plan from a plan_file
+
+
 class ConfigError(ValueError):
     """A configurations file breaks the format above; the message names the file and the entry."""
 
@@ -34,12 +39,12 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
         raise ConfigError(f"{where} must be an object with a non-empty string name, got {entry!r}")
     where = f"{path}: configuration {entry['name']!r}"
-    unknown = set(entry) - {"name", "plan", "plan_file", "steps", "each_step", "members"}
+    unknown = set(entry) - {"name", "plan", "plan_file", *DERIVING_KEYS}
     if unknown or ("plan" in entry) == ("plan_file" in entry):
         raise ConfigError(f"{where} must have a name and exactly one of plan, plan_file; got keys {sorted(entry)}")
     if "plan" in entry:
-        if {"steps", "each_step", "members"} & set(entry):
-            raise ConfigError(f"{where}: steps, each_step and members go with plan_file, not plan")
+        if DERIVING_KEYS & set(entry):
+            raise ConfigError(f"{where}: {', '.join(sorted(DERIVING_KEYS))} go with plan_file, not plan")
         return [(entry["name"], entry["plan"])]
     plan_path = path.parent / entry["plan_file"]
     try:
@@ -48,8 +53,8 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
         raise ConfigError(f"{where}: cannot read plan_file {str(plan_path)!r} ({error})") from error
     if not isinstance(base, dict) or not isinstance(base.get("steps"), list):
         raise ConfigError(f"{where}: plan_file {str(plan_path)!r} must hold a plan object with a steps list")
-    if len({"steps", "each_step", "members"} & set(entry)) > 1:
-        raise ConfigError(f"{where}: steps, each_step and members exclude each other")
+    if len(DERIVING_KEYS & set(entry)) > 1:
+        raise ConfigError(f"{where}: {', '.join(sorted(DERIVING_KEYS))} exclude each other")
     if "steps" in entry:
         return [(entry["name"], {**base, "steps": entry["steps"]})]
     if "members" in entry:
@@ -60,6 +65,13 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
             return [(entry["name"], keep_members(base, members, where=where))]
         except PlanError as error:
             raise ConfigError(str(error)) from error
+    if "step_order" in entry:
+        order, n_steps = entry["step_order"], len(base["steps"])
+        valid = isinstance(order, list) and order and all(isinstance(i, int) and not isinstance(i, bool) for i in order)
+        if not valid or len(set(order)) < len(order) or not all(0 <= i < n_steps for i in order):
+            raise ConfigError(f"{where}: step_order must list distinct positions 0-{n_steps - 1} of the file's steps, "
+                              f"got {order!r}")
+        return [(entry["name"], {**base, "steps": [base["steps"][i] for i in order]})]
     if entry.get("each_step"):
         return [
             (f"{entry['name']}/{i}-{step.get('member') if isinstance(step, dict) else '?'}", {**base, "steps": [step]})

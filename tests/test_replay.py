@@ -15,6 +15,7 @@ from offline_meta.configs import load_configs
 from offline_meta.replay import (
     ReplayError, compare_replay_with_real, load_trace, replay_alc, replay_curve,
 )
+from offline_meta.subplans import score_subplans, step_traces
 from portfolio.meta_db import load_db
 from portfolio.round_log import RoundLog
 from tests.conftest import tone_clips
@@ -113,3 +114,16 @@ def test_a_plan_replayed_from_its_steps_solo_runs_delivers_the_real_runs_predict
 
     [row] = compare_replay_with_real(db, tmp_path / "work", tmp_path / "suite")
     assert row["config"] == "whole" and row["replayed"] > 0 and row["simulated"] is not None
+
+    # The whole plan's own log, cut into steps, replays each step alone as its solo run predicted.
+    steps_of_whole = step_traces(load_trace(tmp_path / "work" / runs["whole"]["out_dir"] / "rounds",
+                                            runs["whole"]["charged_s"]))
+    assert sorted(steps_of_whole) == [0, 1]
+    for index, name in enumerate(("first", "second")):
+        _, from_whole = replay_curve([(steps_of_whole[index], math.inf)], read_test_solution(data_dir), 60.0)
+        solo = runs[name]["curve"]["score"]
+        assert from_whole == pytest.approx([s for i, s in enumerate(solo) if i == 0 or s != solo[i - 1]], abs=1e-6)
+    rows = {r["config"]: r for r in score_subplans(db, tmp_path / "work", [tmp_path / "suite"], [], parent="whole")}
+    assert set(rows) == {"whole", "first", "second"}
+    assert rows["whole"]["replayed"] == pytest.approx(rows["whole"]["real"], abs=0.02)
+    assert rows["second"]["replayed"] == pytest.approx(rows["second"]["real"], abs=0.02)

@@ -1,0 +1,140 @@
+"""Alternative plans scored from one logged run of a parent plan: any of its steps, in any order.
+
+A run of the parent plan (e.g. `default`) logs every round of every step
+(`portfolio/round_log.py`). Cut into steps, that log says what each step delivered and
+when, so a plan made of some of the parent's steps, in any order, can be replayed
+(`offline_meta/replay.py`, ensembles included) without being run: one real run per task
+scores many alternatives, which is what makes many tasks times many plans affordable.
+
+In the parent run a step starts when the step before it delivered its last round and
+ends with its own last round. Not modelled, beyond the replay's own limits: a step the
+parent run cut short for lack of time (its last steps) cannot run longer in a plan that
+starts it earlier, and a step that delivered no round in the parent run adds nothing.
+Both make a replayed alternative pessimistic; where an alternative was also run for
+real, `score_subplans` rows carry both ALCs, which measures it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from harness.dataset import read_test_solution
+from offline_meta.replay import ReplayError, Trace, load_trace, replay_alc
+from portfolio.meta_db import canonical_json, runs_at_budget, source_of
+from portfolio.round_log import ROUNDS_DIR
+
+PLAN_SETTINGS = ("validation", "pool_size", "ensemble_size", "min_improvement")  # must match the parent's
+ENSEMBLE_SETTINGS = ("pool_size", "ensemble_size", "min_improvement")
+
+
+def step_traces(trace: Trace) -> dict[int, Trace]:
+    """A whole-plan run's round log as one trace per step that delivered a round, each timed as a solo run.
+
+    A solo run's times include the run's one-off set-up (`prepare_s`), which the replay takes
+    off every step but a plan's first; so a step other than the parent's first gets its
+    rounds' times relative to its start in the parent run, plus that set-up.
+    """
+    positions: dict[int, list[int]] = {}
+    for position, round_ in enumerate(trace.rounds):
+        positions.setdefault(round_.step_index, []).append(position)
+    steps, start_s = {}, 0.0
+    for number, (step_index, members) in enumerate(sorted(positions.items())):
+        offset = 0.0 if number == 0 else trace.prepare_s - start_s
+        elapsed = tuple(trace.elapsed_s[p] + offset for p in members)
+        steps[step_index] = replace(trace, rounds=tuple(trace.rounds[p] for p in members), elapsed_s=elapsed,
+                                    end_s=elapsed[-1], crashed=False)
+        start_s = trace.elapsed_s[members[-1]]
+    return steps
+
+
+def subplan_positions(plan: dict, parent: dict) -> list[int] | None:
+    """Where each of `plan`'s steps sits in `parent`'s steps; None if one is not a parent step or the
+    plan-wide settings that shape ensembles and validation differ."""
+    if any(plan.get(key) != parent.get(key) for key in PLAN_SETTINGS):
+        return None
+    where = {canonical_json(step): index for index, step in enumerate(parent["steps"])}
+    positions = [where.get(canonical_json(step)) for step in plan["steps"]]
+    return None if None in positions else positions
+
+
+def replay_subplan(steps: dict[int, Trace], positions: list[int], plan: dict, y_test: np.ndarray,
+                   time_budget: float) -> float:
+    """ALC of the plan whose steps are the parent's at `positions`, from the parent's step traces."""
+    chosen = [(steps[p], math.inf) for p in positions if p in steps]
+    settings = {key: plan[key] for key in ENSEMBLE_SETTINGS if key in plan}
+    return replay_alc(chosen, y_test, time_budget, **settings) if chosen else 0.0
+
+
+def _solution(dataset: str, suites: list[Path]) -> np.ndarray:
+    for suite in suites:
+        if (suite / dataset).is_dir():
+            return read_test_solution(suite / dataset)
+    raise ReplayError(f"dataset {dataset!r} is in none of the suites {[str(s) for s in suites]}")
+
+
+def score_subplans(db: dict, work: str | Path, suites: list[str | Path], alternatives: list[dict], *,
+                   parent: str = "default", time_budget: float | None = None) -> list[dict]:
+    """One row per (dataset with a logged run of `parent`, alternative that is a parent subplan).
+
+    `alternatives` are `{"name", "config_id", "plan"}` (offline_meta.configs.load_configs); the
+    database's own configurations are added. A row holds dataset, source, config (name),
+    config_id, plan, `replayed` ALC (None, with `why`, when the log cannot be replayed), `real`
+    (the recorded ALC of that plan there, or None) and `parent_real`.
+    """
+    budget, runs = runs_at_budget(db, time_budget)
+    candidates = {c["config_id"]: {"name": c["name"], "plan": c["plan"]} for c in alternatives}
+    candidates.update(db["configs"])
+    real = {}
+    for record in runs:
+        real.setdefault((record["dataset"], record["config_id"]), []).append(float(record["alc"]))
+    rows = []
+    parents = [r for r in runs if db["configs"].get(r["config_id"], {}).get("name") == parent and r["status"] == "ok"]
+    for record in sorted(parents, key=lambda r: r["dataset"]):
+        parent_plan = db["configs"][record["config_id"]]["plan"]
+        base = {"dataset": record["dataset"], "source": source_of(db, record["dataset"]),
+                "parent_real": float(record["alc"]), "parent_id": record["config_id"]}
+        try:
+            trace = load_trace(Path(work) / record["out_dir"] / ROUNDS_DIR, record["charged_s"])
+            steps = step_traces(trace)
+            y_test = _solution(record["dataset"], [Path(s) for s in suites])
+        except ReplayError as error:
+            rows.append({**base, "config": parent, "config_id": record["config_id"], "plan": parent_plan,
+                         "replayed": None, "real": float(record["alc"]), "why": str(error)})
+            continue
+        for cid, entry in sorted(candidates.items(), key=lambda item: item[1]["name"]):
+            positions = subplan_positions(entry["plan"], parent_plan)
+            if positions is None:
+                continue
+            values = real.get((record["dataset"], cid))
+            row = {**base, "config": entry["name"], "config_id": cid, "plan": entry["plan"],
+                   "real": sum(values) / len(values) if values else None}
+            try:
+                row["replayed"] = replay_subplan(steps, positions, entry["plan"], y_test, budget)
+            except ReplayError as error:
+                row.update(replayed=None, why=str(error))
+            rows.append(row)
+    return rows
+
+
+def with_replayed_runs(db: dict, rows: list[dict], time_budget: float) -> dict:
+    """A copy of `db` with a run row for every replayed multi-step alternative not run for real there,
+    marked `"replayed_from"` (the parent's config_id), so selection and its checks can choose among them.
+    One-step alternatives are left out: the simulation of plans reads their curves, which a replay lacks."""
+    out = copy.deepcopy(db)
+    for row in rows:
+        if row["replayed"] is None or row["real"] is not None or len(row["plan"]["steps"]) < 2:
+            continue
+        config = {"name": row["config"], "plan": row["plan"]}
+        out["configs"].setdefault(row["config_id"], config)
+        out["runs"].append({
+            "schema": db.get("schema", 1), "dataset": row["dataset"], "source": row["source"],
+            "config_id": row["config_id"], "config_name": row["config"], "config": config,
+            "time_budget": float(time_budget), "status": "ok", "alc": row["replayed"],
+            "replayed_from": row["parent_id"],
+        })
+    return out
