@@ -26,7 +26,7 @@ import numpy as np
 from harness.dataset import read_test_solution
 from offline_meta.replay import ReplayError, Trace, load_trace, replay_alc
 from portfolio.meta_db import canonical_json, runs_at_budget, source_of
-from portfolio.round_log import ROUNDS_DIR
+from portfolio.round_log import ROUNDS_DIR, VALIDATION_FILE
 
 PLAN_SETTINGS = ("validation", "pool_size", "ensemble_size", "min_improvement")  # must match the parent's
 ENSEMBLE_SETTINGS = ("pool_size", "ensemble_size", "min_improvement")
@@ -98,8 +98,11 @@ def score_subplans(db: dict, work: str | Path, suites: list[str | Path], alterna
         parent_plan = db["configs"][record["config_id"]]["plan"]
         base = {"dataset": record["dataset"], "source": source_of(db, record["dataset"]),
                 "parent_real": float(record["alc"]), "parent_id": record["config_id"]}
+        folder = Path(work) / record["out_dir"] / ROUNDS_DIR
         try:
-            trace = load_trace(Path(work) / record["out_dir"] / ROUNDS_DIR, record["charged_s"])
+            if not (folder / VALIDATION_FILE).is_file():
+                raise ReplayError(f"no round log in {folder} (a run from before round logging, or from another work folder)")
+            trace = load_trace(folder, record["charged_s"])
             steps = step_traces(trace)
             y_test = _solution(record["dataset"], [Path(s) for s in suites])
         except ReplayError as error:

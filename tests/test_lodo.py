@@ -141,6 +141,17 @@ def test_lodo_simulate_rows_equal_the_hand_computed_values(setup, tmp_path, caps
     assert (out / "lodo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_lodo_simulate_leaves_out_suite_tasks_without_recorded_runs(setup, tmp_path):
+    suite, db_path = setup
+    db = hand_db()
+    db["runs"] = [r for r in db["runs"] if r["dataset"] != "b"]  # b: meta-features only, like a task not built yet
+    atomic_write_json(tmp_path / "db.json", db)
+    out = tmp_path / "lodo"
+    assert harness_main(["lodo", "--db", str(tmp_path / "db.json"), "--suite", str(suite), "--time-budget", str(T),
+                         "--out", str(out), "--simulate", "--k", "1"]) == 0
+    assert {task for task, _ in read_rows(out) if task != "mean"} == {"a1", "a2", "c"}
+
+
 def test_lodo_linear_alone_is_blank_with_a_note_when_no_config_qualifies(setup, tmp_path):
     suite, _ = setup
     db = hand_db()
