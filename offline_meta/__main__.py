@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.dataset import atomic_write_json
 from harness.errors import HarnessError
-from offline_meta.build import RUN_ORDERS, BuildError, build
+from offline_meta.build import RUN_ORDERS, BuildError, build, build_cost
 from offline_meta.configs import ConfigError, load_configs
 from portfolio.meta_db import MetaDbError, load_db, utc_now
 from offline_meta.loo import SELECTION_GRID, leave_one_source_out, tune_selection
@@ -104,6 +104,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     runs = load_runs(db, args.time_budget)
     print(f"{args.db}: time budget {runs.time_budget:g} s, {len(runs.best_alc)} datasets, "
           f"{len(runs.configs)} configurations")
+    cost = build_cost(db)
+    print(f"holds {cost['datasets']} datasets of {cost['sources']} sources, {cost['datasets_with_runs']} of them "
+          f"({cost['sources_with_runs']} sources) with runs; {cost['runs']} runs, {cost['wall_h']:.2f} h of run wall time")
+    for name, (n_runs, hours) in cost["by_config"].items():
+        print(f"  {name:<28} {n_runs:>4} runs {hours:7.2f} h")
     rows = compare_with_real(runs)
     print("\nsimulated vs real ALC (multi-step configurations that were run):")
     errors = []

@@ -260,6 +260,25 @@ class Builder:
         self.save()
 
 
+def build_cost(db: dict) -> dict:
+    """What a database holds and what its runs cost: datasets and sources (all, and those with runs),
+    runs, and run wall time in hours, in all and per configuration name (runs without a wall time count 0)."""
+    sources = {name: entry.get("source") or name for name, entry in db["datasets"].items()}
+    with_runs = {r["dataset"] for r in db["runs"]}
+    by_config: dict[str, list] = {}
+    for record in db["runs"]:
+        name = record.get("config_name") or db["configs"].get(record["config_id"], {}).get("name", record["config_id"])
+        entry = by_config.setdefault(name, [0, 0.0])
+        entry[0] += 1
+        entry[1] += float(record.get("wall_s") or 0.0) / 3600
+    return {
+        "datasets": len(sources), "datasets_with_runs": len(with_runs & set(sources)),
+        "sources": len(set(sources.values())), "sources_with_runs": len({sources[d] for d in with_runs if d in sources}),
+        "runs": len(db["runs"]), "wall_h": sum(hours for _, hours in by_config.values()),
+        "by_config": {name: tuple(value) for name, value in sorted(by_config.items())},
+    }
+
+
 def run_order(configs: list[dict], datasets: dict[str, Path], rows: dict, order: str) -> list[tuple[dict, str]]:
     """(configuration, dataset) pairs in the order they should run.
 

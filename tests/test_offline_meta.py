@@ -17,7 +17,7 @@ import pytest
 
 from harness.dataset import atomic_write_json
 from offline_meta.__main__ import main as offline_main
-from offline_meta.build import PROJECT_DIR, build, code_version, run_order, run_status
+from offline_meta.build import PROJECT_DIR, build, build_cost, code_version, run_order, run_status
 from offline_meta.configs import ConfigError, load_configs
 from portfolio.meta_db import SCHEMA_VERSION, MetaDbError, config_id, load_db, new_db
 from offline_meta.loo import leave_one_source_out, tune_selection
@@ -373,6 +373,17 @@ def test_compare_with_real_and_greedy_on_the_hand_database(capsys, tmp_path):
     assert offline_main(["simulate", "--db", str(tmp_path / "db.json")]) == 0
     out = capsys.readouterr().out
     assert f"mean absolute error {abs(row['simulated'] - 0.55):.4f} over 1" in out and "greedy portfolio" in out
+
+
+def test_build_cost_counts_datasets_sources_runs_and_wall_time():
+    db = hand_db()
+    db["datasets"] = {"d": {"source": "s"}, "d2": {"source": "s"}, "e": {}}  # e has no source: its own
+    for record, wall_s in zip(db["runs"], (1800.0, 3600.0, None)):
+        record["wall_s"] = wall_s
+    cost = build_cost(db)
+    assert (cost["datasets"], cost["datasets_with_runs"], cost["sources"], cost["sources_with_runs"]) == (3, 1, 2, 1)
+    assert cost["runs"] == 3 and cost["wall_h"] == pytest.approx(1.5)
+    assert cost["by_config"] == {"A": (1, 0.5), "AB": (1, 0.0), "B": (1, 1.0)}
 
 
 def test_simulate_alc_stops_the_plan_where_a_member_crashed():
