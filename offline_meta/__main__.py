@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     subplans.add_argument("--time-budget", type=float, default=None, help="runs of this budget (default: the database's)")
     subplans.add_argument("--write-db", default=None,
                           help="write a copy of the database with the replayed alternatives as runs (for tune)")
+    subplans.add_argument("--replayed-only", action="store_true",
+                          help="with --write-db: keep only the datasets whose alternatives were replayed")
 
     tune = commands.add_parser("tune", help="choose selection's k and switch margin by leave-one-source-out")
     tune.add_argument("--db", required=True)
@@ -222,9 +224,10 @@ def run_subplans(args: argparse.Namespace) -> int:
         print(f"{config}: replayed - real over {len(values)} datasets: mean {sum(values) / len(values):+.4f}, "
               f"mean absolute {sum(abs(v) for v in values) / len(values):.4f}")
     if args.write_db:
-        out = with_replayed_runs(db, rows, budget)
+        out = with_replayed_runs(db, rows, budget, replayed_only=args.replayed_only)
         atomic_write_json(Path(args.write_db), out)
-        print(f"{args.write_db}: {len(out['runs']) - len(db['runs'])} replayed runs added")
+        added = sum("replayed_from" in record for record in out["runs"])
+        print(f"{args.write_db}: {len(out['datasets'])} datasets, {added} replayed runs added")
     return 0
 
 

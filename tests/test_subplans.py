@@ -120,6 +120,11 @@ def test_score_subplans_replays_every_alternative_of_the_parents_steps_and_keeps
     assert [(r["config_name"], r["alc"], r["replayed_from"]) for r in added] == [
         ("only_one", rows["only_one"]["replayed"], config_id(PARENT))]  # real runs are never replaced
     assert augmented["configs"][config_id(only_one)]["plan"] == only_one and len(db["runs"]) == 2
+    db["datasets"]["unlogged"] = {"source": "other", "metafeatures": {}}
+    db["runs"].append({**db["runs"][0], "dataset": "unlogged", "source": "other"})
+    assert set(with_replayed_runs(db, list(rows.values()), 60.0)["datasets"]) == {"task", "unlogged"}
+    narrowed = with_replayed_runs(db, list(rows.values()), 60.0, replayed_only=True)
+    assert set(narrowed["datasets"]) == {"task"} and {r["dataset"] for r in narrowed["runs"]} == {"task"}
 
 
 def test_subplans_command_prints_errors_against_real_runs_and_writes_the_augmented_db(tmp_path, capsys):
@@ -131,5 +136,5 @@ def test_subplans_command_prints_errors_against_real_runs_and_writes_the_augment
     printed = capsys.readouterr().out
     assert code == 0
     assert "late_first: replayed - real over 1 datasets" in printed
-    assert f"{out}: 0 replayed runs added" in printed  # the database's own alternative was run for real
+    assert f"{out}: 1 datasets, 0 replayed runs added" in printed  # the database's own alternative was run for real
     assert len(load_db(out)["runs"]) == 2
