@@ -496,10 +496,11 @@ def run_lodo(
             raise LodoError(f"{db_path}: records no time_budget; pass --time-budget")
         time_budget = float(db["time_budget"])
     names = lodo_tasks(db, suite, tasks)
+    runs = runs_at_budget(db, time_budget)[1]
     if simulate and not tasks:  # recorded values only: a task without runs has none to show
-        with_runs = {r["dataset"] for r in runs_at_budget(db, time_budget)[1]}
+        with_runs = {r["dataset"] for r in runs}
         names = [name for name in names if name in with_runs] or names
-    if not runs_at_budget(db, time_budget)[1]:
+    if not runs:
         budgets = sorted({float(r["time_budget"]) for r in db["runs"]})
         raise LodoError(f"{db_path}: holds no runs at T = {time_budget:g} s (its runs are at {budgets})")
     header = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from portfolio.meta_db import held_out_db, runs_at_budget, source_of
+from portfolio.meta_db import held_out_db, mean_alc_by_cell, runs_at_budget, source_of
 from portfolio.selection import SWITCH_MARGIN, SelectionError, choose_plan
 
 # The settings tuning tries (data); ties go to the earlier entry, so the defaults come first.
@@ -25,10 +25,7 @@ SELECTION_GRID = {"k": [3, 1, 2, 5], "switch_margin": [SWITCH_MARGIN, 0.0, 0.01,
 def leave_one_source_out(db: dict, *, reference: str = "default", **kwargs) -> list[dict]:
     """One row per dataset: chosen config, its real ALC there, the oracle's, the reference's (None if not run)."""
     _, runs = runs_at_budget(db)
-    alc = {}
-    for r in runs:  # repeated runs of one (dataset, config) are averaged
-        alc.setdefault((r["dataset"], r["config_id"]), []).append(float(r["alc"]))
-    alc = {key: sum(values) / len(values) for key, values in alc.items()}
+    alc = mean_alc_by_cell(runs)
     names = {r["config_id"]: r.get("config_name", r["config_id"]) for r in runs}
     names.update({config: entry["name"] for config, entry in db["configs"].items()})
     rows = []

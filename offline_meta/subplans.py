@@ -25,7 +25,7 @@ import numpy as np
 
 from harness.dataset import read_test_solution
 from offline_meta.replay import ReplayError, Trace, load_trace, replay_alc
-from portfolio.meta_db import canonical_json, runs_at_budget, source_of
+from portfolio.meta_db import canonical_json, mean_alc_by_cell, runs_at_budget, source_of
 from portfolio.round_log import ROUNDS_DIR, VALIDATION_FILE
 
 PLAN_SETTINGS = ("validation", "pool_size", "ensemble_size", "min_improvement")  # must match the parent's
@@ -89,9 +89,7 @@ def score_subplans(db: dict, work: str | Path, suites: list[str | Path], alterna
     budget, runs = runs_at_budget(db, time_budget)
     candidates = {c["config_id"]: {"name": c["name"], "plan": c["plan"]} for c in alternatives}
     candidates.update(db["configs"])
-    real = {}
-    for record in runs:
-        real.setdefault((record["dataset"], record["config_id"]), []).append(float(record["alc"]))
+    real = mean_alc_by_cell(runs)
     rows = []
     parents = [r for r in runs if db["configs"].get(r["config_id"], {}).get("name") == parent and r["status"] == "ok"]
     for record in sorted(parents, key=lambda r: r["dataset"]):
@@ -113,9 +111,8 @@ def score_subplans(db: dict, work: str | Path, suites: list[str | Path], alterna
             positions = subplan_positions(entry["plan"], parent_plan)
             if positions is None:
                 continue
-            values = real.get((record["dataset"], cid))
             row = {**base, "config": entry["name"], "config_id": cid, "plan": entry["plan"],
-                   "real": sum(values) / len(values) if values else None}
+                   "real": real.get((record["dataset"], cid))}
             try:
                 row["replayed"] = replay_subplan(steps, positions, entry["plan"], y_test, budget)
             except ReplayError as error:

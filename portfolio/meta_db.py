@@ -117,6 +117,14 @@ def runs_at_budget(db: dict, time_budget: float | None = None) -> tuple[float | 
     return float(budget), [r for r in db["runs"] if float(r["time_budget"]) == float(budget)]
 
 
+def mean_alc_by_cell(runs) -> dict[tuple[str, str], float]:
+    """Mean recorded ALC per (dataset, config_id): repeated runs of one cell are averaged."""
+    values: dict[tuple[str, str], list[float]] = {}
+    for record in runs:
+        values.setdefault((record["dataset"], record["config_id"]), []).append(float(record["alc"]))
+    return {cell: sum(alcs) / len(alcs) for cell, alcs in values.items()}
+
+
 def source_of(db: dict, dataset: str) -> str:
     """A dataset's source, the hold-out unit (docs/meta_db.md: the task name when unset)."""
     return db["datasets"][dataset].get("source") or dataset

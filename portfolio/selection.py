@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from portfolio.meta_db import MetaDbError, config_id, load_db, runs_at_budget
+from portfolio.meta_db import MetaDbError, config_id, load_db, mean_alc_by_cell, runs_at_budget
 from portfolio.plans import check_plan
 
 LOG = logging.getLogger("autospeech.selection")
@@ -179,17 +179,14 @@ def choose_plan(
         c for c in configs
         if incumbent_id is not None and configs[c]["name"] == "default" and config_id(configs[c]["plan"]) != incumbent_id
     }
-    alcs = {}  # (dataset, config_id) -> ALCs (repetitions are averaged)
-    for record in runs:
-        if record["dataset"] in sources and sources[record["dataset"]] not in excluded:
-            alcs.setdefault((record["dataset"], record["config_id"]), []).append(float(record["alc"]))
+    alcs = mean_alc_by_cell(r for r in runs if r["dataset"] in sources and sources[r["dataset"]] not in excluded)
     if not alcs:
         raise SelectionError(
             f"no dataset of the meta-database has runs at T = {budget} s outside the excluded sources {sorted(excluded)}"
         )
     on_dataset = {}  # dataset -> config -> mean ALC
-    for (dataset, config), values in alcs.items():
-        on_dataset.setdefault(dataset, {})[config] = sum(values) / len(values)
+    for (dataset, config), value in alcs.items():
+        on_dataset.setdefault(dataset, {})[config] = value
     practice = {name: _transformed(db["datasets"][name].get("metafeatures") or {}, features) for name in on_dataset}
     target = _transformed(metafeatures, features)
     if not target:
