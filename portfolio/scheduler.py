@@ -204,7 +204,8 @@ class Scheduler:
         self.step_best_score = -np.inf  # best validation score of the current step's member
         self.step_member = None
         self.step_fold_members: list = []  # crossfit: the step member's copy for each fold
-        self.step_complete = False  # an incrementally embedding step has embedded all its clips
+        self.step_complete = False  # all its clips embedded, or a round that changed nothing
+        self.step_last_val_proba: np.ndarray | None = None  # the current step's previous round, on validation
         self.pending: Round | None = None
         self.ensemble_pool: list[Round] = []  # best rounds by validation (up to pool_size), with test probabilities
         self.ensemble_weights: dict[str, float] = {}  # round label -> weight in the returned prediction
@@ -385,6 +386,7 @@ class Scheduler:
         self.step_member = None
         self.step_fold_members = []
         self.step_complete = False
+        self.step_last_val_proba = None
 
     def _unavailable_reason(self, step: dict) -> str | None:
         """Why the step's member cannot run here (e.g. its pretrained model is not installed), or None."""
@@ -491,6 +493,19 @@ class Scheduler:
         LOG.info("%s: %d of %d training clips embedded", spec["name"], len(embedded), len(order))
         return np.sort(embedded)
 
+    def _repeats_last_round(self, val_proba: np.ndarray) -> bool:
+        """Whether this round's validation predictions are the step's previous round's exactly.
+
+        A pretrained head on clips that are all embedded already (always so out-of-fold) refits
+        the same converged model each round: the copies would cost time and crowd the ensemble
+        pool. Without validation (one clip per class) there is nothing to compare.
+        """
+        return (
+            self.validation.mode != "none"
+            and self.step_last_val_proba is not None
+            and np.array_equal(val_proba, self.step_last_val_proba)
+        )
+
     def train(self, x_train: list, y_train: np.ndarray, remaining_s: float) -> None:
         """Run one round of the plan (or declare training done when nothing fits)."""
         if self.validation is None:
@@ -504,6 +519,12 @@ class Scheduler:
             self.done_training = True
             return
         val_proba = self._fit_and_validate(step, member, allowance_s)
+        if self._repeats_last_round(val_proba):
+            LOG.info("step %d (%s): a round changed nothing (same clips, converged fit); next step",
+                     self.step_index, step["member"])
+            self.step_complete = True
+            return
+        self.step_last_val_proba = val_proba
         score = self._score(val_proba)
         label = f"step{self.step_index}:{step['member']}#{self.step_rounds}"
         self.pending = Round(label, val_proba, score, member, step, self.step_index)

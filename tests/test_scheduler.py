@@ -315,3 +315,17 @@ def test_per_clip_step_ends_when_a_round_can_embed_nothing_more(pitch_embedder):
     scheduler.store.rates[speed_key("pitch", {"window_s": 1.0})] = 0.05  # chunks now look costlier than a round
     scheduler._embed_some(scheduler.step_member, scheduler.validation.train_idx, allowance_s=0.1)
     assert scheduler.step_complete  # the step ends instead of repeating the same round
+
+
+def test_a_round_that_changes_nothing_ends_its_step(pitch_embedder):
+    pitch_embedder()
+    meta, x_train, y_train, x_test, _ = tone_task(n_classes=4, n_train=12, n_test=8)  # out-of-fold validation
+    plan = {"steps": [{"member": "head", "rounds": 10}, {"member": "noisy", "params": {"noise_schedule": [0.3, 0.0]}, "rounds": 3}]}
+    scheduler = Scheduler(meta, plan, members={"noisy": NoisyCentroidMember, "head": EmbeddingHeadMember})
+    run_rounds(scheduler, x_train, y_train, x_test)
+    assert scheduler.validation.mode == "crossfit"
+    # The head refits the same clips to the same centroids: its second round is dropped and ends the step.
+    labels = [r.label for r in scheduler.ensemble_pool]
+    assert sum(label.startswith("step0") for label in labels) == 1
+    # The noisy member's rounds differ (noise, then none): all three are kept.
+    assert sum(label.startswith("step1") for label in labels) >= 2 and scheduler.done_training
