@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import DatasetError
+from portfolio.checks import is_int, is_number
 
 REQUIRED_META_KEYS = ("class_num", "train_num", "test_num", "time_budget")
 
@@ -83,12 +84,12 @@ def read_meta(data_dir: Path) -> dict:
         raise DatasetError(f"{path}: missing keys {missing}")
     for key in ("class_num", "train_num", "test_num"):
         value = meta[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_int(value, 1):
             raise DatasetError(f"{path}: {key} must be a positive integer, got {value!r}")
     if meta["class_num"] < 2:
         raise DatasetError(f"{path}: class_num must be >= 2, got {meta['class_num']!r}")
     budget = meta["time_budget"]
-    if not isinstance(budget, (int, float)) or isinstance(budget, bool) or budget <= 0:
+    if not is_number(budget) or budget <= 0:
         raise DatasetError(f"{path}: time_budget must be a positive number, got {budget!r}")
     return meta
 

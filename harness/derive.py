@@ -48,27 +48,20 @@ import numpy as np
 from harness.audio_import import stale_folders
 from harness.dataset import Dataset, atomic_write_json, read_dataset, read_meta, resolve_data_dir, write_dataset
 from harness.errors import DatasetError, HarnessError
+from portfolio.checks import is_int, is_number
 
 DERIVE_VERSION = 1  # bump when the same derivation would write different data
 STEPS = ("classes", "train_fraction", "per_class", "crop_s")
 PARTIAL = ".partial"  # where tasks are built before they are renamed into place
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
-
-
 # Allowed values of each spec key: (rule in words, check).
 RULES: dict[str, tuple[str, Callable[[object], bool]]] = {
-    "classes": ("an int >= 2", lambda v: _is_int(v) and v >= 2),
-    "train_fraction": ("a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1),
-    "per_class": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
-    "crop_s": ("a number of seconds > 0", lambda v: _is_number(v) and v > 0),
-    "seed": ("an int >= 0", lambda v: _is_int(v) and v >= 0),
+    "classes": ("an int >= 2", lambda v: is_int(v, 2)),
+    "train_fraction": ("a number in (0, 1)", lambda v: is_number(v) and 0 < v < 1),
+    "per_class": ("an int >= 1", lambda v: is_int(v, 1)),
+    "crop_s": ("a number of seconds > 0", lambda v: is_number(v) and v > 0),
+    "seed": ("an int >= 0", lambda v: is_int(v, 0)),
 }
 
 
@@ -148,7 +141,7 @@ def cap_fraction(y_onehot: np.ndarray, fraction: float, seed: int) -> np.ndarray
 
 def choose_classes(class_num: int, n: int, seed: int) -> np.ndarray:
     """Sorted label columns of a seeded random subset of `n` of `class_num` classes (sorted: the kept keep their order)."""
-    if not (_is_int(n) and 2 <= n <= class_num):
+    if not (is_int(n) and 2 <= n <= class_num):
         raise HarnessError(f"classes must be an int in [2, {class_num}] (the parent's class_num), got {n!r}")
     return np.sort(np.random.default_rng(seed).choice(class_num, size=n, replace=False))
 
@@ -181,7 +174,7 @@ def crop_offsets(lengths: Sequence[int], max_samples: int, seed: int | Sequence[
     saa_accent speakers read the same passage, so crops at the start would hold silence or
     the same few words in every class. Seeded, so a task is the same on every machine.
     """
-    if not _is_int(max_samples) or max_samples < 1:
+    if not is_int(max_samples, 1):
         raise HarnessError(f"max_samples must be an int >= 1, got {max_samples!r}")
     slack = np.maximum(np.asarray(lengths, dtype=np.int64) - max_samples, 0)
     return np.random.default_rng(seed).integers(0, slack + 1)

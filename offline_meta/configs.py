@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from portfolio.checks import is_int
 from portfolio.meta_db import config_id
 from portfolio.plans import PlanError, check_plan, keep_members
 
@@ -67,7 +68,7 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
             raise ConfigError(str(error)) from error
     if "step_order" in entry:
         order, n_steps = entry["step_order"], len(base["steps"])
-        valid = isinstance(order, list) and order and all(isinstance(i, int) and not isinstance(i, bool) for i in order)
+        valid = isinstance(order, list) and order and all(is_int(i) for i in order)
         if not valid or len(set(order)) < len(order) or not all(0 <= i < n_steps for i in order):
             raise ConfigError(f"{where}: step_order must list distinct positions 0-{n_steps - 1} of the file's steps, "
                               f"got {order!r}")

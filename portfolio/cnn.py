@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from portfolio.checks import is_int
 from portfolio.neural import KERAS_CONSTRAINTS, KerasMember
 
 
@@ -54,9 +55,9 @@ class CnnMember(KerasMember):
 
     _parameter_constraints = {
         "filters": (
-            lambda v: len(v) > 0 and all(isinstance(f, int) and f > 0 for f in v), "a non-empty list of ints > 0"
+            lambda v: len(v) > 0 and all(is_int(f, 1) for f in v), "a non-empty list of ints > 0"
         ),
-        "input_pool": (lambda v: len(v) == 2 and all(isinstance(p, int) and p > 0 for p in v), "two ints > 0"),
+        "input_pool": (lambda v: len(v) == 2 and all(is_int(p, 1) for p in v), "two ints > 0"),
     } | KERAS_CONSTRAINTS
     cost_prior_s = {"fit": (6.0, 2e-2), "predict": (1.0, 4e-3)}
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import numbers
 import os
 import time
 from collections.abc import Sequence
@@ -23,6 +22,8 @@ import scipy.fft
 from joblib import Parallel, delayed
 from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import threadpool_limits
+
+from portfolio.checks import is_int, is_number
 
 MODES = ("tile", "pad")
 OFFSETS = ("start", "center", "random")
@@ -54,8 +55,7 @@ def _check(ok: bool, param: str, rule: str, value) -> None:
 
 
 def _check_positive_int(value, param: str, minimum: int = 1) -> None:
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
-    _check(ok, param, f"an int > {minimum - 1}", value)
+    _check(is_int(value, minimum), param, f"an int > {minimum - 1}", value)
 
 
 def _check_crop(mode: str, offset: str) -> None:
@@ -199,7 +199,7 @@ def log_mel(
     _check_positive_int(n_fft, "n_fft", minimum=2)
     _check_positive_int(hop_length, "hop_length")
     _check_positive_int(n_mels, "n_mels")
-    _check(isinstance(max_s, numbers.Real) and max_s * sr >= n_fft, "max_s", f">= n_fft / sr = {n_fft / sr:g}", max_s)
+    _check(is_number(max_s) and max_s * sr >= n_fft, "max_s", f">= n_fft / sr = {n_fft / sr:g}", max_s)
     _check_crop(mode, offset)
     n_samples = int(round(max_s * sr))
     # One seed per clip, drawn up front, keeps random crops independent of thread timing.
@@ -237,7 +237,7 @@ def mfcc(S_log_mel: np.ndarray, *, n_mfcc: int = 20) -> np.ndarray:
         librosa's ``mfcc`` up to a constant factor, since librosa uses dB.
     """
     n_mels = S_log_mel.shape[-2]
-    ok = isinstance(n_mfcc, numbers.Integral) and 0 < n_mfcc <= n_mels
+    ok = is_int(n_mfcc, 1) and n_mfcc <= n_mels
     _check(ok, "n_mfcc", f"an int in [1, n_mels={n_mels}]", n_mfcc)
     coeffs = scipy.fft.dct(S_log_mel, type=2, norm="ortho", axis=-2)
     return coeffs[..., :n_mfcc, :].astype(np.float32, copy=False)

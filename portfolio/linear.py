@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from portfolio.checks import is_int, is_number
 from portfolio.base import Member, check_fitted, normalize_proba
 
 SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky", "sag", "saga")
@@ -29,9 +30,9 @@ class LinearMember(Member):
     """
 
     _parameter_constraints = {
-        "C": (lambda v: isinstance(v, (int, float)) and v > 0, "a float > 0"),
+        "C": (lambda v: is_number(v) and v > 0, "a number > 0"),
         "solver": (lambda v: v in SOLVERS, f"one of {SOLVERS}"),
-        "max_iter": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
+        "max_iter": (lambda v: is_int(v, 1), "an int > 0"),
     }
     cost_prior_s = {"fit": (0.5, 2e-3), "predict": (0.05, 2e-5)}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from portfolio.checks import is_int
 from portfolio.neural import KERAS_CONSTRAINTS, KerasMember
 
 
@@ -49,8 +50,8 @@ class LstmAttentionMember(KerasMember):
     """Bidirectional LSTM + attention pooling on per-coefficient standardized MFCC frames."""
 
     _parameter_constraints = {
-        "units": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
-        "time_stride": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
+        "units": (lambda v: is_int(v, 1), "an int > 0"),
+        "time_stride": (lambda v: is_int(v, 1), "an int > 0"),
     } | KERAS_CONSTRAINTS
     cost_prior_s = {"fit": (6.0, 2e-2), "predict": (1.0, 4e-3)}
 

@@ -14,6 +14,8 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
+from portfolio.checks import is_int
+
 SCHEMA_VERSION = 1
 RUN_STATUSES = ("ok", "timeout", "memout", "crash", "not_applicable", "other")
 
@@ -69,7 +71,7 @@ def _check_structure(db, path: Path) -> dict:
     if not isinstance(db, dict):
         raise MetaDbError(f"{path}: must hold a JSON object, got {type(db).__name__}")
     schema = db.get("schema")
-    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+    if not is_int(schema, 1):
         raise MetaDbError(f"{path}: schema must be a positive integer, got {schema!r}")
     if schema > SCHEMA_VERSION:
         raise MetaDbError(

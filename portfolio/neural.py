@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from portfolio.checks import is_int, is_number
 from portfolio.base import Member, check_fitted, normalize_proba
 from portfolio.features import usable_cores
 
@@ -22,13 +23,13 @@ _TF_CONFIGURED = False
 
 # Hyperparameter constraints every KerasMember shares; subclasses merge their own with `|`.
 KERAS_CONSTRAINTS = {
-    "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "lr": (lambda v: v > 0, "> 0"),
-    "batch_size": (lambda v: isinstance(v, int) and v > 0, "an int > 0"),
+    "dropout": (lambda v: is_number(v, 0) and v < 1, "a number in [0, 1)"),
+    "lr": (lambda v: is_number(v) and v > 0, "a number > 0"),
+    "batch_size": (lambda v: is_int(v, 1), "an int > 0"),
     "spec_augment": (lambda v: isinstance(v, bool), "a bool"),
-    "mixup_alpha": (lambda v: v >= 0, ">= 0"),
-    "span_s": (lambda v: v is None or v > 0, "None or > 0"),
-    "test_crops": (lambda v: isinstance(v, int) and v >= 1, "an int >= 1"),
+    "mixup_alpha": (lambda v: is_number(v, 0), "a number >= 0"),
+    "span_s": (lambda v: v is None or (is_number(v) and v > 0), "None or a number > 0"),
+    "test_crops": (lambda v: is_int(v, 1), "an int >= 1"),
 }
 
 

@@ -20,7 +20,6 @@ import hashlib
 import importlib
 import importlib.metadata
 import io
-import numbers
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import threadpool_limits
+
+from portfolio.checks import is_int, is_number
 
 SR = 16000
 NAMES = ("whisper", "yamnet")
@@ -192,7 +193,7 @@ def _import_engine(name: str):
 
 
 def _check_threads(n_threads) -> None:
-    if not (isinstance(n_threads, numbers.Integral) and not isinstance(n_threads, bool) and n_threads >= 1):
+    if not is_int(n_threads, 1):
         raise EmbeddingError(f"n_threads must be an int >= 1, got {n_threads!r}")
 
 
@@ -361,9 +362,9 @@ def encoded_seconds(n_samples: int, *, window_s: float, n_windows: int = 1, min_
 
 
 def _check_windows(window_s, n_windows, pooling, max_s: float) -> None:
-    if not (isinstance(window_s, numbers.Real) and not isinstance(window_s, bool) and 0.1 <= window_s <= max_s):
+    if not is_number(window_s, 0.1, max_s):
         raise EmbeddingError(f"window_s must be a number in [0.1, {max_s:g}], got {window_s!r}")
-    if not (isinstance(n_windows, numbers.Integral) and not isinstance(n_windows, bool) and n_windows >= 1):
+    if not is_int(n_windows, 1):
         raise EmbeddingError(f"n_windows must be an int >= 1, got {n_windows!r}")
     if pooling not in POOLINGS:
         raise EmbeddingError(f"pooling must be one of {POOLINGS}, got {pooling!r}")

@@ -8,25 +8,16 @@ multinomial logistic regression.
 
 from __future__ import annotations
 
-import numbers
-
+from portfolio.checks import is_int, is_number
 from portfolio.linear import LinearMember
 from portfolio.pretrained import COMPUTE_TYPES, POOLINGS, WHISPER_MAX_S, availability
 
 
-def _is_int(minimum: int):
-    return lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum
-
-
-def _is_number_in(low: float, high: float):
-    return lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and low <= v <= high
-
-
 _HEAD_CONSTRAINTS = {k: LinearMember._parameter_constraints[k] for k in ("C", "solver", "max_iter")}
 _WINDOW_CONSTRAINTS = {
-    "n_windows": (_is_int(1), "an int >= 1"),
+    "n_windows": (lambda v: is_int(v, 1), "an int >= 1"),
     "pooling": (lambda v: v in POOLINGS, f"one of {POOLINGS}"),
-    "n_threads": (_is_int(1), "an int >= 1"),
+    "n_threads": (lambda v: is_int(v, 1), "an int >= 1"),
 }
 
 
@@ -59,7 +50,7 @@ class WhisperMember(_EmbeddingHead):
     _parameter_constraints = {
         **_HEAD_CONSTRAINTS,
         **_WINDOW_CONSTRAINTS,
-        "window_s": (_is_number_in(0.1, WHISPER_MAX_S), f"a number in [0.1, {WHISPER_MAX_S:g}]"),
+        "window_s": (lambda v: is_number(v, 0.1, WHISPER_MAX_S), f"a number in [0.1, {WHISPER_MAX_S:g}]"),
         "language_probs": (lambda v: isinstance(v, bool), "True or False"),
         "compute_type": (lambda v: v in COMPUTE_TYPES, f"one of {COMPUTE_TYPES}"),
     }
@@ -103,7 +94,7 @@ class YamnetMember(_EmbeddingHead):
     _parameter_constraints = {
         **_HEAD_CONSTRAINTS,
         **_WINDOW_CONSTRAINTS,
-        "window_s": (_is_number_in(0.1, float("inf")), "a number >= 0.1"),
+        "window_s": (lambda v: is_number(v, 0.1), "a number >= 0.1"),
     }
     # 2048 dimensions: 0.07-0.44 s for the same clips.
     cost_prior_s = {"fit": (0.5, 5e-3), "predict": (0.05, 4e-5)}

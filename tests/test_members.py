@@ -128,9 +128,14 @@ def test_linear_member_predicts_class_frequencies_when_one_class_is_present():
     np.testing.assert_allclose(proba[0], [1 / 6, 4 / 6, 1 / 6])
 
 
-def test_linear_member_rejects_bad_hyperparameter():
-    with pytest.raises(MemberError, match="C must be a float > 0, got -1"):
-        LinearMember(C=-1).partial_fit(np.zeros((2, 3)), onehot([0, 1], 2), 1.0)
+@pytest.mark.parametrize("params, message", [
+    ({"C": -1}, "C must be a number > 0, got -1"),
+    ({"C": True}, "C must be a number > 0, got True"),  # JSON `true` is not a number here
+    ({"max_iter": True}, "max_iter must be an int > 0, got True"),
+])
+def test_linear_member_rejects_bad_hyperparameter(params, message):
+    with pytest.raises(MemberError, match=message):
+        LinearMember(**params).partial_fit(np.zeros((2, 3)), onehot([0, 1], 2), 1.0)
 
 
 def test_linear_member_rejects_changed_class_count_on_resume():
