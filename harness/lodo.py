@@ -287,8 +287,8 @@ def evaluate_task(task: str, db: dict, suite: Path, out: Path, *, time_budget: f
     selection = {"task": task, "source": source, "neighbours": [], "config": None, "reason": "", "model_log": None}
     try:
         metafeatures = db["datasets"][task].get("metafeatures") or {}
-        margin = {key: value for key, value in selection_settings(db).items() if key == "switch_margin"}
-        _, info = choose_plan(metafeatures, held, k=k, incumbent=default_plan(), **margin)
+        stored = {key: value for key, value in selection_settings(db).items() if key != "k"}
+        _, info = choose_plan(metafeatures, held, k=k, incumbent=default_plan(), **stored)
         selection.update(config=info["config"], config_id=info["config_id"], neighbours=info["neighbours"],
                          reason=info["reason"])
     except SelectionError as error:

@@ -5,7 +5,7 @@ same source (as for a truly new task) and picks a configuration; its recorded AL
 held-out dataset is compared with the best recorded there (the oracle) and with a
 reference configuration (the default plan).
 
-`tune_selection` chooses selection's own settings (k, the switch margin) the same way, and
+`tune_selection` chooses selection's own settings (k, the switch margin, the incumbent rule) the same way, and
 measures that choice honestly by nesting: for each held-out source the settings are chosen
 on the other sources only.
 """
@@ -16,10 +16,11 @@ import itertools
 import math
 
 from portfolio.meta_db import held_out_db, mean_alc_by_cell, runs_at_budget, source_of
-from portfolio.selection import SWITCH_MARGIN, SelectionError, choose_plan
+from portfolio.selection import INCUMBENT_RULES, SWITCH_MARGIN, SelectionError, choose_plan
 
 # The settings tuning tries (data); ties go to the earlier entry, so the defaults come first.
-SELECTION_GRID = {"k": [3, 1, 2, 5], "switch_margin": [SWITCH_MARGIN, 0.0, 0.01, 0.05]}
+SELECTION_GRID = {"k": [3, 1, 2, 5], "switch_margin": [SWITCH_MARGIN, 0.0, 0.01, 0.05],
+                  "incumbent_rule": list(INCUMBENT_RULES)}
 
 
 def leave_one_source_out(db: dict, *, reference: str = "default", **kwargs) -> list[dict]:

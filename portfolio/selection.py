@@ -10,8 +10,11 @@ or mean absolute (manhattan) scaled difference over the features both datasets h
 The k nearest datasets vote with bounded weights 1 / (d + `DISTANCE_FLOOR`). Each votes with
 *regret*, the gap between a configuration's ALC there and the best ALC recorded there, so a
 hard task (ALC 0.3) and an easy one (0.99) weigh alike. The configuration of least weighted
-regret wins, unless an incumbent plan (model.py's default) is within `switch_margin` of it:
-two runs of one plan differ by about that much. Storage and schema: portfolio/meta_db.py.
+regret wins, unless an incumbent plan is within `switch_margin` of it: two runs of one plan
+differ by about that much. The incumbent is model.py's default plan ("given"), or
+("best_mean") the configuration of least mean regret over all practice datasets, the
+database's own single best fixed plan, which the neighbours must then beat. Storage and
+schema: portfolio/meta_db.py.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ LOG = logging.getLogger("autospeech.selection")
 # T = 300 s differed by up to 0.018 ALC (mean 0.006) over the 9 suite tasks (docs/meta_db.md).
 SWITCH_MARGIN = 0.02
 DISTANCES = ("euclidean", "manhattan")
+INCUMBENT_RULES = ("given", "best_mean")  # see the module docstring
 # The meta-features the distance uses, one per concept, and their scale ("log": log10 of the
 # value, floored at LOG_FLOOR; "linear": as is). Size is n_classes x clips_per_class_mean.
 DISTANCE_FEATURES = {
@@ -122,10 +126,23 @@ def _vote(neighbours: list, on_dataset: dict) -> tuple[dict, dict]:
     return alc, regret
 
 
+def _best_mean(on_dataset: dict, left_out: set) -> str | None:
+    """The configuration of least mean regret over all datasets, among those run on every one of them."""
+    common = set.intersection(*(set(configs) for configs in on_dataset.values())) - left_out
+    if not common:
+        return None
+    best_there = {dataset: max(configs.values()) for dataset, configs in on_dataset.items()}
+    mean_regret = {
+        config: sum(best_there[d] - configs[config] for d, configs in on_dataset.items()) / len(on_dataset)
+        for config in common
+    }
+    return min(sorted(mean_regret), key=lambda config: mean_regret[config])
+
+
 def _pick(regret: dict, incumbent_id: str | None, configs: dict, switch_margin: float) -> tuple[str, str]:
     """The configuration of least regret, or the incumbent when it trails by at most `switch_margin`."""
     best = min(sorted(regret), key=lambda config: regret[config])
-    kept = next((c for c in sorted(regret) if config_id(configs[c]["plan"]) == incumbent_id), None)
+    kept = next((c for c in sorted(regret) if c == incumbent_id or config_id(configs[c]["plan"]) == incumbent_id), None)
     if kept is not None and kept != best and regret[kept] - regret[best] <= switch_margin:
         lead = regret[kept] - regret[best]
         return kept, f"is kept as the incumbent ({configs[best]['name']} leads it by only {lead:.4f}); its"
@@ -141,6 +158,7 @@ def choose_plan(
     exclude_sources: tuple | list | set = (),
     incumbent: dict | None = None,
     switch_margin: float = SWITCH_MARGIN,
+    incumbent_rule: str = "given",
     features: dict | None = None,
 ) -> tuple[dict, dict]:
     """Plan of the configuration with the least closeness-weighted regret over the k nearest datasets.
@@ -154,6 +172,8 @@ def choose_plan(
     exclude_sources : practice datasets of these sources are ignored (leave-one-source-out)
     incumbent : a plan kept, if it was run on all neighbours, unless the best's regret is lower by more
         than ``switch_margin`` (plans compare by ``config_id``: content, names aside)
+    incumbent_rule : "given" (``incumbent``) or "best_mean" (the configuration of least mean regret
+        over the practice datasets left after ``exclude_sources``; ``incumbent`` if none was run on all)
     features : meta-feature -> "log" | "linear", the distance's features (default DISTANCE_FEATURES)
 
     Returns
@@ -167,6 +187,8 @@ def choose_plan(
         raise SelectionError(f"k must be an int >= 1, got {k!r}")
     if distance not in DISTANCES:
         raise SelectionError(f"distance must be one of {DISTANCES}, got {distance!r}")
+    if incumbent_rule not in INCUMBENT_RULES:
+        raise SelectionError(f"incumbent_rule must be one of {INCUMBENT_RULES}, got {incumbent_rule!r}")
     if not db or not db.get("datasets") or not db.get("runs"):
         raise SelectionError("the meta-database holds no datasets or no runs")
     features = DISTANCE_FEATURES if features is None else features
@@ -187,6 +209,8 @@ def choose_plan(
     on_dataset = {}  # dataset -> config -> mean ALC
     for (dataset, config), value in alcs.items():
         on_dataset.setdefault(dataset, {})[config] = value
+    if incumbent_rule == "best_mean":
+        incumbent_id = _best_mean(on_dataset, stale) or incumbent_id
     practice = {name: _transformed(db["datasets"][name].get("metafeatures") or {}, features) for name in on_dataset}
     target = _transformed(metafeatures, features)
     if not target:
@@ -250,9 +274,9 @@ def choose_plan(
 
 
 def selection_settings(db: dict) -> dict:
-    """The k and switch margin stored in the database by `python -m offline_meta tune --write`, if any."""
+    """The k, switch margin and incumbent rule stored by `python -m offline_meta tune --write`, if any."""
     stored = db.get("selection") or {}
-    return {key: stored[key] for key in ("k", "switch_margin") if key in stored}
+    return {key: stored[key] for key in ("k", "switch_margin", "incumbent_rule") if key in stored}
 
 
 def choose_plan_or_default(

@@ -73,6 +73,23 @@ def test_choose_plan_keeps_the_incumbent_unless_beaten_by_more_than_the_margin()
     assert info["config"] == "Q"  # an incumbent never run is no candidate
 
 
+def test_best_mean_incumbent_is_the_databases_single_best_plan_without_the_excluded_sources():
+    near_a = {"f1": 1.0, "f2": 10.0}  # nearest: A, where P scores 0.9 and Q 0.1
+    # Mean regret over A, B, C: P (0 + 0.7 + 0) / 3 beats Q (0.8 + 0 + 0.1) / 3, so P is the incumbent.
+    _, info = choose_plan(near_a, hand_db(), k=1, incumbent=plan_of("Q"), switch_margin=0.9, **HAND)
+    assert info["config"] == "Q" and "kept as the incumbent" in info["reason"]  # the given incumbent holds
+    _, info = choose_plan(near_a, hand_db(), k=1, incumbent=plan_of("Q"), switch_margin=0.9,
+                          incumbent_rule="best_mean", **HAND)
+    assert info["config"] == "P"
+    # Without source srcA, Q is best on average (B: 0, C: 0.1 against P's 0.7, 0): Q is kept although the
+    # nearest dataset left, C, prefers P by 0.1.
+    _, info = choose_plan(near_a, hand_db(), k=1, incumbent=plan_of("P"), switch_margin=0.2, exclude_sources=["srcA"],
+                          incumbent_rule="best_mean", **HAND)
+    assert info["config"] == "Q" and "kept as the incumbent (P leads it by only 0.1000)" in info["reason"]
+    with pytest.raises(SelectionError, match="incumbent_rule must be one of"):
+        choose_plan(near_a, hand_db(), incumbent_rule="newest", **HAND)
+
+
 def test_choose_plan_ignores_missing_and_nan_features():
     _, info = choose_plan({"f1": 9.5, "f2": float("nan"), "unknown": 3.0}, hand_db(), k=1, **HAND)
     assert info["neighbours"][0]["dataset"] == "B" and info["neighbours"][0]["features_used"] == 1
