@@ -10,6 +10,8 @@ Each entry of the list is one of
     {"name": str, "plan_file": path, "members": [str...]}   # the file's plan, only these members' steps
     {"name": str, "plan_file": path, "step_order": [int...]} # the file's steps at these positions, in this
                                                             # order (alternatives to replay, offline_meta/subplans.py)
+    {..., "step_rounds": {"<position>": int, ...}}         # with plan_file (alone or beside step_order):
+                                                            # fewer rounds for the file's steps at these positions
 
 A one-step plan runs a single member in isolation (what the portfolio simulation
 composes); a longer plan is run for real so the simulation can be checked against it.
@@ -40,11 +42,11 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
         raise ConfigError(f"{where} must be an object with a non-empty string name, got {entry!r}")
     where = f"{path}: configuration {entry['name']!r}"
-    unknown = set(entry) - {"name", "plan", "plan_file", *DERIVING_KEYS}
+    unknown = set(entry) - {"name", "plan", "plan_file", "step_rounds", *DERIVING_KEYS}
     if unknown or ("plan" in entry) == ("plan_file" in entry):
         raise ConfigError(f"{where} must have a name and exactly one of plan, plan_file; got keys {sorted(entry)}")
     if "plan" in entry:
-        if DERIVING_KEYS & set(entry):
+        if (DERIVING_KEYS | {"step_rounds"}) & set(entry):
             raise ConfigError(f"{where}: {', '.join(sorted(DERIVING_KEYS))} go with plan_file, not plan")
         return [(entry["name"], entry["plan"])]
     plan_path = path.parent / entry["plan_file"]
@@ -56,6 +58,10 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
         raise ConfigError(f"{where}: plan_file {str(plan_path)!r} must hold a plan object with a steps list")
     if len(DERIVING_KEYS & set(entry)) > 1:
         raise ConfigError(f"{where}: {', '.join(sorted(DERIVING_KEYS))} exclude each other")
+    if "step_rounds" in entry:
+        if (DERIVING_KEYS - {"step_order"}) & set(entry):
+            raise ConfigError(f"{where}: step_rounds goes with plan_file alone or with step_order")
+        base = _with_step_rounds(base, entry["step_rounds"], where)
     if "steps" in entry:
         return [(entry["name"], {**base, "steps": entry["steps"]})]
     if "members" in entry:
@@ -79,6 +85,20 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
             for i, step in enumerate(base["steps"])
         ]
     return [(entry["name"], base)]
+
+
+def _with_step_rounds(base: dict, step_rounds, where: str) -> dict:
+    """`base` with the rounds of the steps at the given positions (string keys, as JSON has them) replaced."""
+    n_steps = len(base["steps"])
+    valid = isinstance(step_rounds, dict) and step_rounds and all(
+        isinstance(key, str) and key.isdigit() and int(key) < n_steps and is_int(rounds, 1) for key, rounds in step_rounds.items()
+    )
+    if not valid:
+        raise ConfigError(f"{where}: step_rounds must map positions 0-{n_steps - 1} of the file's steps "
+                          f"(as strings) to ints >= 1, got {step_rounds!r}")
+    steps = [{**step, "rounds": step_rounds[str(i)]} if str(i) in step_rounds else step
+             for i, step in enumerate(base["steps"])]
+    return {**base, "steps": steps}
 
 
 def load_configs(path: str | Path, members: dict | None = None) -> list[dict]:

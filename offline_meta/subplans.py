@@ -5,6 +5,8 @@ A run of the parent plan (e.g. `default`) logs every round of every step
 when, so a plan made of some of the parent's steps, in any order, can be replayed
 (`offline_meta/replay.py`, ensembles included) without being run: one real run per task
 scores many alternatives, which is what makes many tasks times many plans affordable.
+A step may also be given fewer rounds than in the parent (less budget for that member):
+its first rounds are the parent's, as round sizes do not depend on the round count.
 
 In the parent run a step starts when the step before it delivered its last round and
 ends with its own last round. Not modelled, beyond the replay's own limits: a step the
@@ -52,20 +54,42 @@ def step_traces(trace: Trace) -> dict[int, Trace]:
     return steps
 
 
-def subplan_positions(plan: dict, parent: dict) -> list[int] | None:
-    """Where each of `plan`'s steps sits in `parent`'s steps; None if one is not a parent step or the
-    plan-wide settings that shape ensembles and validation differ."""
+def _rounds_aside(step: dict) -> str:
+    return canonical_json({key: value for key, value in step.items() if key != "rounds"})
+
+
+def subplan_positions(plan: dict, parent: dict) -> list[tuple[int, int | None]] | None:
+    """(position in `parent`'s steps, rounds cap or None) of each of `plan`'s steps; None if a step is
+    not a parent step with at most its rounds, or the plan-wide settings that shape ensembles and
+    validation differ."""
     if any(plan.get(key) != parent.get(key) for key in PLAN_SETTINGS):
         return None
-    where = {canonical_json(step): index for index, step in enumerate(parent["steps"])}
-    positions = [where.get(canonical_json(step)) for step in plan["steps"]]
-    return None if None in positions else positions
+    exact = {canonical_json(step): index for index, step in enumerate(parent["steps"])}
+    loose = {_rounds_aside(step): index for index, step in enumerate(parent["steps"])}
+    positions = []
+    for step in plan["steps"]:
+        if canonical_json(step) in exact:
+            positions.append((exact[canonical_json(step)], None))
+            continue
+        index = loose.get(_rounds_aside(step))
+        if index is None or step.get("rounds", 1) > parent["steps"][index].get("rounds", 1):
+            return None
+        positions.append((index, step.get("rounds", 1)))
+    return positions
 
 
-def replay_subplan(steps: dict[int, Trace], positions: list[int], plan: dict, y_test: np.ndarray,
-                   time_budget: float) -> float:
-    """ALC of the plan whose steps are the parent's at `positions`, from the parent's step traces."""
-    chosen = [(steps[p], math.inf) for p in positions if p in steps]
+def _first_rounds(trace: Trace, n: int | None) -> Trace:
+    """The step trace cut to its first `n` rounds (all of them for None)."""
+    if n is None or n >= len(trace.rounds):
+        return trace
+    return replace(trace, rounds=trace.rounds[:n], elapsed_s=trace.elapsed_s[:n], end_s=trace.elapsed_s[n - 1])
+
+
+def replay_subplan(steps: dict[int, Trace], positions: list[tuple[int, int | None]], plan: dict,
+                   y_test: np.ndarray, time_budget: float) -> float:
+    """ALC of the plan whose steps are the parent's at `positions` (rounds capped where given),
+    from the parent's step traces."""
+    chosen = [(_first_rounds(steps[p], n), math.inf) for p, n in positions if p in steps]
     settings = {key: plan[key] for key in ENSEMBLE_SETTINGS if key in plan}
     return replay_alc(chosen, y_test, time_budget, **settings) if chosen else 0.0
 

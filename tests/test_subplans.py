@@ -13,7 +13,7 @@ from harness.scoring import normalized_auc
 from offline_meta.__main__ import main
 from offline_meta.configs import ConfigError, load_configs
 from offline_meta.replay import load_trace, replay_curve
-from offline_meta.subplans import replay_subplan, score_subplans, step_traces, subplan_positions, with_replayed_runs
+from offline_meta.subplans import _first_rounds, replay_subplan, score_subplans, step_traces, subplan_positions, with_replayed_runs
 from portfolio.meta_db import config_id, load_db, new_db
 from portfolio.round_log import RoundLog
 from tests.conftest import tone_clips
@@ -63,14 +63,25 @@ def test_the_parents_own_order_replays_its_run_and_a_dropped_step_brings_the_nex
     # A plan that starts with a later step pays the set-up once, at its start.
     first_times, _ = replay_curve([(steps[3], math.inf)], Y_TEST, 60.0)
     assert first_times == pytest.approx([3.0])
-    assert replay_subplan(steps, [2], PARENT, Y_TEST, 60.0) == 0.0  # a step with no round adds nothing
+    assert replay_subplan(steps, [(2, None)], PARENT, Y_TEST, 60.0) == 0.0  # a step with no round adds nothing
 
 
 def test_subplan_positions_need_the_parents_steps_and_ensemble_settings():
-    assert subplan_positions({**PARENT, "steps": [STEPS[3], STEPS[0]]}, PARENT) == [3, 0]
-    assert subplan_positions({**PARENT, "steps": [STEPS[0], {**STEPS[1], "rounds": 2}]}, PARENT) is None
+    assert subplan_positions({**PARENT, "steps": [STEPS[3], STEPS[0]]}, PARENT) == [(3, None), (0, None)]
+    assert subplan_positions({**PARENT, "steps": [STEPS[0], {**STEPS[1], "rounds": 2}]}, PARENT) is None  # more rounds
     assert subplan_positions({**PARENT, "pool_size": 8, "steps": STEPS[:1]}, PARENT) is None
-    assert subplan_positions({**PARENT, "name": "renamed"}, PARENT) == [0, 1, 2, 3]
+    assert subplan_positions({**PARENT, "name": "renamed"}, PARENT) == [(0, None), (1, None), (2, None), (3, None)]
+
+
+def test_a_step_given_fewer_rounds_replays_the_parents_first_rounds(tmp_path):
+    parent = {**PARENT, "steps": [STEPS[0], {**STEPS[1], "rounds": 2}, STEPS[2], STEPS[3]]}
+    shorter = {**parent, "steps": [STEPS[0], {**STEPS[1], "rounds": 1}, STEPS[3]]}
+    assert subplan_positions(shorter, parent) == [(0, None), (1, 1), (3, None)]
+    steps = step_traces(load_trace(write_parent_log(tmp_path / "log"), end_s=12.0))
+    # Step 1 delivered at 4 s and 7 s of its solo time: one round ends it at 4 s, so the next step starts sooner.
+    cut = _first_rounds(steps[1], 1)
+    assert cut.elapsed_s == (4.0,) and cut.end_s == 4.0 and len(cut.rounds) == 1
+    assert _first_rounds(steps[1], 5) is steps[1] and _first_rounds(steps[1], None) is steps[1]
 
 
 def test_step_order_in_a_configurations_file_picks_and_orders_the_plan_files_steps(tmp_path):
@@ -84,6 +95,22 @@ def test_step_order_in_a_configurations_file_picks_and_orders_the_plan_files_ste
         with pytest.raises(ConfigError, match="'bad': step_order must list distinct positions 0-3"):
             load_configs(tmp_path / "bad.json")
 
+
+
+def test_step_rounds_in_a_configurations_file_give_steps_fewer_rounds(tmp_path):
+    (tmp_path / "parent.json").write_text(json.dumps(PARENT))
+    (tmp_path / "configs.json").write_text(json.dumps([{"name": "brief", "plan_file": "parent.json",
+                                                        "step_order": [3, 1], "step_rounds": {"1": 2}}]))
+    [config] = load_configs(tmp_path / "configs.json")
+    assert config["plan"]["steps"] == [STEPS[3], {**STEPS[1], "rounds": 2}]
+    for rounds in ({"4": 1}, {"1": 0}, {"1": True}, {}, [1]):
+        (tmp_path / "bad.json").write_text(json.dumps([{"name": "bad", "plan_file": "parent.json", "step_rounds": rounds}]))
+        with pytest.raises(ConfigError, match="'bad': step_rounds must map positions 0-3"):
+            load_configs(tmp_path / "bad.json")
+    (tmp_path / "bad.json").write_text(json.dumps([{"name": "bad", "plan_file": "parent.json", "each_step": True,
+                                                    "step_rounds": {"1": 2}}]))
+    with pytest.raises(ConfigError, match="step_rounds goes with plan_file alone or with step_order"):
+        load_configs(tmp_path / "bad.json")
 
 def logged_db(tmp_path):
     """A database with one logged parent run on a suite task, and a real run of one alternative."""
