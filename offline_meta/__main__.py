@@ -158,6 +158,10 @@ def run_tune(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"  {row['dataset']:<22} {row['settings']}  chose {row['chosen']}  ALC {alc}  best {row['oracle']:.4f}")
     print(f"mean regret: nested {result['nested_regret']:.4f}; the chosen settings in plain leave-one-source-out "
           f"{result['loo_regret']:.4f} (optimistic: tuned on the same sources)")
+    scored = [row for row in result["outer"] if row["alc"] is not None]
+    if scored:
+        print(f"nested mean ALC of the chosen plans over {len(scored)} datasets: "
+              f"{sum(r['alc'] for r in scored) / len(scored):.4f} (oracle {sum(r['oracle'] for r in scored) / len(scored):.4f})")
     print(f"chosen on all sources: {result['settings']}")
     if args.write:
         db = load_db(args.db)  # afresh: store the settings, change nothing else
