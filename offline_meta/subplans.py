@@ -149,11 +149,12 @@ def with_replayed_runs(db: dict, rows: list[dict], time_budget: float, *, replay
     """A copy of `db` with a run row for every replayed multi-step alternative not run for real there,
     marked `"replayed_from"` (the parent's config_id), so selection and its checks can choose among them.
     One-step alternatives are left out: the simulation of plans reads their curves, which a replay lacks.
-    `replayed_only` keeps only the datasets with replayed rows, so that every dataset offers every
-    alternative (selection votes only with configurations run on all the neighbours)."""
+    `replayed_only` keeps only the datasets with replayed multi-step rows, so that every dataset offers
+    every alternative (selection votes only with configurations run on all the neighbours); a one-step
+    row does not count (a step that delivered nothing replays as 0 even where nothing can be replayed)."""
     out = copy.deepcopy(db)
     if replayed_only:
-        keep = {row["dataset"] for row in rows if row["replayed"] is not None}
+        keep = {row["dataset"] for row in rows if row["replayed"] is not None and len(row["plan"]["steps"]) >= 2}
         out["datasets"] = {name: entry for name, entry in out["datasets"].items() if name in keep}
         out["runs"] = [record for record in out["runs"] if record["dataset"] in keep]
     for row in rows:

@@ -150,7 +150,10 @@ def test_score_subplans_replays_every_alternative_of_the_parents_steps_and_keeps
     db["datasets"]["unlogged"] = {"source": "other", "metafeatures": {}}
     db["runs"].append({**db["runs"][0], "dataset": "unlogged", "source": "other"})
     assert set(with_replayed_runs(db, list(rows.values()), 60.0)["datasets"]) == {"task", "unlogged"}
-    narrowed = with_replayed_runs(db, list(rows.values()), 60.0, replayed_only=True)
+    # A task with no validation replays nothing but its empty steps (0 ALC, one step each): not kept.
+    empty_step = {"dataset": "unlogged", "config": "parent/2", "plan": {"steps": [STEPS[2]]}, "replayed": 0.0,
+                  "real": None}
+    narrowed = with_replayed_runs(db, [*rows.values(), empty_step], 60.0, replayed_only=True)
     assert set(narrowed["datasets"]) == {"task"} and {r["dataset"] for r in narrowed["runs"]} == {"task"}
 
 
