@@ -44,7 +44,7 @@ from harness.errors import HarnessError
 from harness.evaluate import run_and_score
 from portfolio.meta_db import MetaDbError, held_out_db, load_db, runs_at_budget, source_of
 from portfolio.plans import default_plan
-from portfolio.selection import SelectionError, choose_plan, selection_settings
+from portfolio.selection import SelectionError, choose_plan, selection_settings, single_best_config
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 METHODS = ("meta-selected", "single best fixed", "oracle", "random", "linear alone")
@@ -141,12 +141,11 @@ def single_best_fixed(held: dict, time_budget: float) -> tuple[str | None, str]:
     table = recorded(held, time_budget)
     if not table:
         return None, f"the held-out database has no runs at T = {time_budget:g} s"
-    common = set.intersection(*(set(configs) for configs in table.values()))
-    if not common:
+    found = single_best_config({dataset: {c: v["alc"] for c, v in configs.items()} for dataset, configs in table.items()})
+    if found is None:
         return None, f"no configuration is recorded on all {len(table)} remaining datasets"
-    means = {c: sum(table[d][c]["alc"] for d in table) / len(table) for c in common}
-    best = max(sorted(means), key=lambda c: means[c])
-    return best, f"best mean ALC {means[best]:.4f} over the {len(table)} remaining datasets {sorted(table)}"
+    best, mean = found
+    return best, f"best mean ALC {mean:.4f} over the {len(table)} remaining datasets {sorted(table)}"
 
 
 def oracle_row(task: str, db: dict, on_task: dict[str, dict]) -> dict:

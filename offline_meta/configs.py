@@ -47,7 +47,7 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
         raise ConfigError(f"{where} must have a name and exactly one of plan, plan_file; got keys {sorted(entry)}")
     if "plan" in entry:
         if (DERIVING_KEYS | {"step_rounds"}) & set(entry):
-            raise ConfigError(f"{where}: {', '.join(sorted(DERIVING_KEYS))} go with plan_file, not plan")
+            raise ConfigError(f"{where}: {', '.join(sorted(DERIVING_KEYS | {'step_rounds'}))} go with plan_file, not plan")
         return [(entry["name"], entry["plan"])]
     plan_path = path.parent / entry["plan_file"]
     try:

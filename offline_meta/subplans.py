@@ -68,8 +68,9 @@ def subplan_positions(plan: dict, parent: dict) -> list[tuple[int, int | None]] 
     loose = {_rounds_aside(step): index for index, step in enumerate(parent["steps"])}
     positions = []
     for step in plan["steps"]:
-        if canonical_json(step) in exact:
-            positions.append((exact[canonical_json(step)], None))
+        key = canonical_json(step)
+        if key in exact:
+            positions.append((exact[key], None))
             continue
         index = loose.get(_rounds_aside(step))
         if index is None or step.get("rounds", 1) > parent["steps"][index].get("rounds", 1):

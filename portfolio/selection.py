@@ -55,7 +55,7 @@ DISTANCE_FLOOR = 0.25  # weights are at most 1 / DISTANCE_FLOOR
 
 __all__ = [
     "DISTANCE_FEATURES", "MetaDbError", "SelectionError", "choose_plan", "choose_plan_or_default", "load_db",
-    "selection_settings",
+    "selection_settings", "single_best_config",
 ]
 
 
@@ -126,23 +126,24 @@ def _vote(neighbours: list, on_dataset: dict) -> tuple[dict, dict]:
     return alc, regret
 
 
-def _best_mean(on_dataset: dict, left_out: set) -> str | None:
-    """The configuration of least mean regret over all datasets, among those run on every one of them."""
-    common = set.intersection(*(set(configs) for configs in on_dataset.values())) - left_out
+def single_best_config(on_dataset: dict, left_out: set | frozenset = frozenset()) -> tuple[str, float] | None:
+    """The configuration of best mean ALC over every dataset of `on_dataset` (dataset -> config -> ALC),
+    among those run on all of them (`left_out` aside), with that mean; None if no configuration qualifies.
+
+    Over datasets every candidate ran on, best mean ALC is also least mean regret.
+    """
+    common = set.intersection(*(set(configs) for configs in on_dataset.values())) - set(left_out)
     if not common:
         return None
-    best_there = {dataset: max(configs.values()) for dataset, configs in on_dataset.items()}
-    mean_regret = {
-        config: sum(best_there[d] - configs[config] for d, configs in on_dataset.items()) / len(on_dataset)
-        for config in common
-    }
-    return min(sorted(mean_regret), key=lambda config: mean_regret[config])
+    means = {config: sum(configs[config] for configs in on_dataset.values()) / len(on_dataset) for config in common}
+    best = max(sorted(means), key=lambda config: means[config])
+    return best, means[best]
 
 
 def _pick(regret: dict, incumbent_id: str | None, configs: dict, switch_margin: float) -> tuple[str, str]:
     """The configuration of least regret, or the incumbent when it trails by at most `switch_margin`."""
     best = min(sorted(regret), key=lambda config: regret[config])
-    kept = next((c for c in sorted(regret) if c == incumbent_id or config_id(configs[c]["plan"]) == incumbent_id), None)
+    kept = next((c for c in sorted(regret) if config_id(configs[c]["plan"]) == incumbent_id), None)
     if kept is not None and kept != best and regret[kept] - regret[best] <= switch_margin:
         lead = regret[kept] - regret[best]
         return kept, f"is kept as the incumbent ({configs[best]['name']} leads it by only {lead:.4f}); its"
@@ -209,8 +210,9 @@ def choose_plan(
     on_dataset = {}  # dataset -> config -> mean ALC
     for (dataset, config), value in alcs.items():
         on_dataset.setdefault(dataset, {})[config] = value
-    if incumbent_rule == "best_mean":
-        incumbent_id = _best_mean(on_dataset, stale) or incumbent_id
+    single_best = single_best_config(on_dataset, stale) if incumbent_rule == "best_mean" else None
+    if single_best is not None:
+        incumbent_id = config_id(configs[single_best[0]]["plan"])
     practice = {name: _transformed(db["datasets"][name].get("metafeatures") or {}, features) for name in on_dataset}
     target = _transformed(metafeatures, features)
     if not target:
