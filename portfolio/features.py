@@ -26,13 +26,13 @@ from threadpoolctl import threadpool_limits
 from portfolio.checks import is_int, is_number
 
 MODES = ("tile", "pad")
-OFFSETS = ("start", "center", "random")
+OFFSETS = ("start", "center", "random", "spread")
 CHUNK_CLIPS = 32
 # A chunk holds at most this many samples (32 clips of 3 s): with the STFT's frames, spectrum
 # and power, a thread's chunk then takes about 60 MB, whatever the crop length.
 CHUNK_SAMPLES = 32 * 3 * 16000
 LOG_FLOOR = 1e-6
-LOG_MEL_PARAMS = ("sr", "n_mels", "n_fft", "hop_length", "max_s", "offset", "mode", "normalize", "rng")
+LOG_MEL_PARAMS = ("sr", "n_mels", "n_fft", "hop_length", "max_s", "offset", "n_windows", "mode", "normalize", "rng")
 
 
 def usable_cores() -> int:
@@ -58,9 +58,26 @@ def _check_positive_int(value, param: str, minimum: int = 1) -> None:
     _check(is_int(value, minimum), param, f"an int > {minimum - 1}", value)
 
 
-def _check_crop(mode: str, offset: str) -> None:
+def _check_crop(mode: str, offset: str, n_windows: int = 1) -> None:
     _check(mode in MODES, "mode", f"one of {MODES}", mode)
     _check(offset in OFFSETS, "offset", f"one of {OFFSETS}", offset)
+    _check_positive_int(n_windows, "n_windows")
+    _check(n_windows == 1 or offset == "spread", "n_windows", 'used with offset="spread" only', n_windows)
+
+
+def spread_crop(wave: np.ndarray, n_samples: int, n_windows: int) -> np.ndarray:
+    """``n_windows`` windows of a long clip, spread evenly from its start to its end, end to end.
+
+    The windows share ``n_samples`` (the last takes the remainder), so a long clip is
+    summarized over its whole length at the cost of a ``n_samples`` crop: music and
+    long recordings change over minutes, and their first seconds are often an intro.
+    """
+    n_windows = max(1, min(n_windows, n_samples))
+    width = n_samples // n_windows
+    lengths = [width] * (n_windows - 1) + [n_samples - width * (n_windows - 1)]
+    starts = np.round(np.linspace(0, wave.shape[0] - width, n_windows)).astype(int)
+    starts[-1] = wave.shape[0] - lengths[-1]
+    return np.concatenate([wave[start:start + length] for start, length in zip(starts, lengths)])
 
 
 def fix_length(
@@ -69,6 +86,7 @@ def fix_length(
     *,
     mode: str = "tile",
     offset: str = "start",
+    n_windows: int = 1,
     rng: np.random.Generator | int | None = None,
 ) -> np.ndarray:
     """Tile (or zero-pad) a short clip, crop a long one, to exactly ``n_samples``.
@@ -79,7 +97,9 @@ def fix_length(
         One clip; non-finite samples become 0, an empty clip gives zeros.
     n_samples : int > 0
     mode : "tile" repeats a short clip end to end, "pad" appends zeros.
-    offset : where a long clip is cropped: "start", "center" or "random".
+    offset : where a long clip is cropped: "start", "center", "random", or "spread":
+        ``n_windows`` windows spread from start to end (:func:`spread_crop`).
+    n_windows : windows of ``offset="spread"`` (1 otherwise).
     rng : generator or seed for ``offset="random"``.
 
     Returns
@@ -87,10 +107,12 @@ def fix_length(
     np.ndarray [shape=(n_samples,), dtype=float32]
     """
     _check_positive_int(n_samples, "n_samples")
-    _check_crop(mode, offset)
+    _check_crop(mode, offset, n_windows)
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
     m = wave.shape[0]
-    if m > n_samples:
+    if m > n_samples and offset == "spread":
+        out = spread_crop(wave, n_samples, n_windows)
+    elif m > n_samples:
         if offset == "start":
             start = 0
         elif offset == "center":
@@ -174,6 +196,7 @@ def log_mel(
     hop_length: int = 160,
     max_s: float = 3.0,
     offset: str = "start",
+    n_windows: int = 1,
     mode: str = "tile",
     normalize: bool = True,
     rng: np.random.Generator | int | None = None,
@@ -185,7 +208,8 @@ def log_mel(
     (:func:`fix_length`), peak-normalized to max |x| = 1 unless silent
     (``normalize=True``), framed without centering, Hann-windowed and mapped
     through librosa's Slaney mel filter bank; the result is ``log(S + 1e-6)``.
-    ``rng`` (a generator or an int seed) draws the crops of ``offset="random"``.
+    ``rng`` (a generator or an int seed) draws the crops of ``offset="random"``;
+    ``offset="spread"`` takes ``n_windows`` windows spread over a long clip instead.
     Clips are processed in chunks (:func:`chunk_clips`) on ``n_jobs`` threads,
     with one BLAS thread each.
 
@@ -200,7 +224,7 @@ def log_mel(
     _check_positive_int(hop_length, "hop_length")
     _check_positive_int(n_mels, "n_mels")
     _check(is_number(max_s) and max_s * sr >= n_fft, "max_s", f">= n_fft / sr = {n_fft / sr:g}", max_s)
-    _check_crop(mode, offset)
+    _check_crop(mode, offset, n_windows)
     n_samples = int(round(max_s * sr))
     # One seed per clip, drawn up front, keeps random crops independent of thread timing.
     seeds = np.random.default_rng(rng).integers(2**31, size=len(waves)) if offset == "random" else [None] * len(waves)
@@ -213,7 +237,7 @@ def log_mel(
         chunk = waves[lo:lo + chunk_size]
         batch = np.empty((len(chunk), n_samples), dtype=np.float32)
         for i, wave in enumerate(chunk):
-            batch[i] = fix_length(wave, n_samples, mode=mode, offset=offset, rng=seeds[lo + i])
+            batch[i] = fix_length(wave, n_samples, mode=mode, offset=offset, n_windows=n_windows, rng=seeds[lo + i])
         if normalize:
             peak = np.abs(batch).max(axis=1, keepdims=True)
             batch /= np.where(peak > 0, peak, 1.0)

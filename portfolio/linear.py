@@ -36,18 +36,27 @@ class LinearMember(Member):
     }
     cost_prior_s = {"fit": (0.5, 2e-3), "predict": (0.05, 2e-5)}
 
-    def __init__(self, C=0.03, solver="lbfgs", max_iter=300, max_s=3.0, n_mels=64, n_mfcc=20, seed=0):
+    def __init__(
+        self, C=0.03, solver="lbfgs", max_iter=300, max_s=3.0, n_mels=64, n_mfcc=20, offset="start", n_windows=1,
+        seed=0,
+    ):
         self.C = C
         self.solver = solver
         self.max_iter = max_iter
         self.max_s = max_s
         self.n_mels = n_mels
         self.n_mfcc = n_mfcc
+        self.offset = offset
+        self.n_windows = n_windows
         self.seed = seed
 
     def feature_spec(self) -> dict:
-        """Pooled statistics of the log-mel and its MFCCs."""
-        return {"name": "log_mel_stats", "params": {"max_s": self.max_s, "n_mels": self.n_mels, "n_mfcc": self.n_mfcc}}
+        """Pooled statistics of the log-mel and its MFCCs over a ``max_s`` crop (``offset="spread"``:
+        ``n_windows`` windows spread over a long clip, sharing those ``max_s`` seconds)."""
+        params = {"max_s": self.max_s, "n_mels": self.n_mels, "n_mfcc": self.n_mfcc}
+        if (self.offset, self.n_windows) != ("start", 1):
+            params |= {"offset": self.offset, "n_windows": self.n_windows}
+        return {"name": "log_mel_stats", "params": params}
 
     def partial_fit(self, X: np.ndarray, y_onehot: np.ndarray, time_allowance_s: float) -> LinearMember:
         """Refit the scaler on ``X``, then solve (warm-started) until converged or out of time."""

@@ -65,7 +65,7 @@ def test_fix_length_replaces_non_finite_samples():
     [
         ({"n_samples": 0}, "n_samples must be an int > 0, got 0"),
         ({"n_samples": 4, "mode": "wrap"}, r"mode must be one of \('tile', 'pad'\), got 'wrap'"),
-        ({"n_samples": 4, "offset": "end"}, r"offset must be one of \('start', 'center', 'random'\), got 'end'"),
+        ({"n_samples": 4, "offset": "end"}, r"offset must be one of \('start', 'center', 'random', 'spread'\), got 'end'"),
     ],
 )
 def test_fix_length_rejects_bad_params(kwargs, msg):
