@@ -51,6 +51,27 @@ def test_fix_length_random_offset_is_a_seeded_window():
     np.testing.assert_array_equal(out, fix_length(wave, 10, offset="random", rng=3))
 
 
+def test_fix_length_spread_takes_windows_from_start_to_end():
+    # 3 windows share 10 samples (3, 3, 4): the first at the start, the last ending at the clip's end.
+    out = fix_length(np.arange(100, dtype=np.float32), 10, offset="spread", n_windows=3)
+    np.testing.assert_array_equal(out, [0, 1, 2, 48, 49, 50, 96, 97, 98, 99])
+
+
+def test_fix_length_spread_tiles_a_clip_that_fits_like_any_offset():
+    short = np.arange(4, dtype=np.float32)
+    np.testing.assert_array_equal(fix_length(short, 6, offset="spread", n_windows=3), fix_length(short, 6))
+
+
+def test_spread_crop_pools_what_a_start_crop_misses():
+    # A clip that turns from a low tone to a high one halfway: a 2 s start crop never hears the
+    # high tone, two spread windows do, so their pooled stats tell the two clips apart.
+    low_high = np.concatenate([tone(10, freq=300), tone(10, freq=3000)])
+    low = tone(20, freq=300)
+    start = log_mel_stats([low_high, low], max_s=2.0)
+    spread = log_mel_stats([low_high, low], max_s=2.0, offset="spread", n_windows=2)
+    assert np.abs(start[0] - start[1]).max() < 1.0 < np.abs(spread[0] - spread[1]).max()
+
+
 def test_fix_length_empty_clip_gives_zeros():
     np.testing.assert_array_equal(fix_length(np.zeros(0, dtype=np.float32), 4), np.zeros(4))
 
@@ -65,6 +86,8 @@ def test_fix_length_replaces_non_finite_samples():
     [
         ({"n_samples": 0}, "n_samples must be an int > 0, got 0"),
         ({"n_samples": 4, "mode": "wrap"}, r"mode must be one of \('tile', 'pad'\), got 'wrap'"),
+        ({"n_samples": 4, "n_windows": 2}, r'n_windows must be used with offset="spread" only, got 2'),
+        ({"n_samples": 4, "offset": "spread", "n_windows": 0}, "n_windows must be an int > 0, got 0"),
         ({"n_samples": 4, "offset": "end"}, r"offset must be one of \('start', 'center', 'random', 'spread'\), got 'end'"),
     ],
 )

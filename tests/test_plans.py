@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from portfolio.plans import PlanError, check_plan, default_plan, keep_members, load_plan
+from portfolio.features import compute_features
+from portfolio.plans import PLANS_DIR, PlanError, check_plan, default_plan, keep_members, load_plan
 from portfolio.registry import MEMBERS
 
 
@@ -19,6 +21,18 @@ def test_the_default_plan_and_its_member_subsets_pass():
     assert check_plan(plan, MEMBERS) is plan
     for member in ("linear", "cnn", "lstm_attention", "whisper", "yamnet"):
         check_plan(keep_members(plan, [member]), MEMBERS)
+
+
+@pytest.mark.parametrize("path", sorted(PLANS_DIR.glob("*.json")), ids=lambda path: path.name)
+def test_every_shipped_plan_loads_and_its_spectral_front_ends_take_their_params(path):
+    # Front-end parameters (crop, offset, windows) are checked when features are computed, not at
+    # load: compute each spectral step's features of two clips, one longer than any crop.
+    plan = load_plan(path, MEMBERS)
+    clips = [np.zeros(8000, dtype=np.float32), np.ones(16000 * 40, dtype=np.float32)]
+    for step in plan["steps"]:
+        spec = MEMBERS[step["member"]](**step.get("params", {})).feature_spec()
+        if not spec.get("per_clip"):
+            assert np.isfinite(compute_features(spec["name"], spec["params"], clips)).all()
 
 
 @pytest.mark.parametrize("member, params, message", [
