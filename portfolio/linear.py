@@ -53,9 +53,10 @@ class LinearMember(Member):
     def feature_spec(self) -> dict:
         """Pooled statistics of the log-mel and its MFCCs over a ``max_s`` crop (``offset="spread"``:
         ``n_windows`` windows spread over a long clip, sharing those ``max_s`` seconds)."""
-        params = {"max_s": self.max_s, "n_mels": self.n_mels, "n_mfcc": self.n_mfcc}
-        if (self.offset, self.n_windows) != ("start", 1):
-            params |= {"offset": self.offset, "n_windows": self.n_windows}
+        params = {
+            "max_s": self.max_s, "n_mels": self.n_mels, "n_mfcc": self.n_mfcc, "offset": self.offset,
+            "n_windows": self.n_windows,
+        }
         return {"name": "log_mel_stats", "params": params}
 
     def partial_fit(self, X: np.ndarray, y_onehot: np.ndarray, time_allowance_s: float) -> LinearMember:
