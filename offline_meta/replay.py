@@ -71,8 +71,6 @@ def load_trace(folder: str | Path, end_s: float, crashed: bool = False) -> Trace
 
 def _check_same_validation(traces: list[Trace]) -> None:
     first = traces[0]
-    if first.mode == "none":
-        raise ReplayError(f"round log {first.folder}: no validation (one clip per class), nothing to ensemble on")
     for trace in traces[1:]:
         if trace.mode != first.mode or not np.array_equal(trace.val_idx, first.val_idx):
             raise ReplayError(f"round logs {first.folder} and {trace.folder} were validated on different clips")
@@ -84,9 +82,11 @@ def replay_curve(
 ) -> tuple[list[float], list[float]]:
     """Charged times and test scores of the predictions the plan `steps` ((trace, cap_s)) would make."""
     _check_same_validation([trace for trace, _ in steps])
+    unvalidated = steps[0][0].mode == "none"
     columns = steps[0][0].columns
     y_val = steps[0][0].y_val_onehot[:, columns]
     pool, best_score, best_prediction = [], -math.inf, None
+    latest_by_step = {}  # validation "none": the runtime averages each step's latest round
     times, scores = [], []
     start = 0.0
     for index, (trace, cap_s) in enumerate(steps):
@@ -98,7 +98,10 @@ def replay_curve(
             at = start + elapsed - set_up
             if elapsed - set_up > duration or at > time_budget:
                 break
-            if not math.isfinite(round_.val_score):  # the runtime returns an unvalidated round as it is
+            if unvalidated:
+                latest_by_step[index] = round_.test_proba
+                best_prediction = sum(latest_by_step.values()) / len(latest_by_step)
+            elif not math.isfinite(round_.val_score):  # the runtime returns an unvalidated round as it is
                 best_prediction = round_.test_proba
             else:
                 pool = updated_pool(pool, round_, pool_size)

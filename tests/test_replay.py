@@ -60,6 +60,26 @@ def test_a_round_that_does_not_beat_the_best_validation_changes_nothing_and_caps
     assert times == [1.5 + 1.0 - 1.0]  # late's round comes after its 1.5 s cap; a starts at 1.5 s
 
 
+def test_without_validation_every_round_is_delivered_as_the_mean_of_each_steps_latest(tmp_path):
+    """One clip per class: the runtime averages each step's latest round, with no vote; the replay must too."""
+    def unvalidated_log(folder, rounds):
+        log = RoundLog(folder)
+        log.validation("none", np.array([], dtype=int), np.zeros((0, 2)), np.arange(2), 1.0)
+        for index, (test_p1, elapsed_s) in enumerate(rounds):
+            log.round(f"r{index}", 0, math.nan, np.zeros((0, 2)), np.column_stack([1 - np.array(test_p1), test_p1]),
+                      elapsed_s)
+        return load_trace(folder, end_s=rounds[-1][1] + 1.0)
+
+    a1, a2, b1 = [0.2, 0.5, 0.6, 0.7], [0.9, 0.1, 0.9, 0.1], [0.1, 0.9, 0.3, 0.4]
+    a = unvalidated_log(tmp_path / "a", [(a1, 1.0), (a2, 2.0)])
+    b = unvalidated_log(tmp_path / "b", [(b1, 1.5)])
+    times, scores = replay_curve([(a, math.inf), (b, math.inf)], Y_TEST, 60.0)
+    assert times == pytest.approx([1.0, 2.0, 3.0 + 0.5])  # a worse second round is delivered all the same
+    expected = [np.array(a1), np.array(a2), (np.array(a2) + np.array(b1)) / 2]
+    assert scores == pytest.approx([normalized_auc(Y_TEST, np.column_stack([1 - p, p])) for p in expected])
+    assert scores[1] < scores[0]
+
+
 def test_round_logs_that_do_not_fit_are_refused_by_name(tmp_path):
     a = load_trace(write_log(tmp_path / "a", [([0.1, 0.2, 0.8, 0.9], [0.2, 0.7, 0.4, 0.6], 1.0)]), end_s=2.0)
     other = load_trace(write_log(tmp_path / "other", [([0.1, 0.2, 0.8, 0.9], [0.2, 0.7, 0.4, 0.6], 1.0)],
