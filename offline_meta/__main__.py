@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--work", default="results/offline", help="plans and run outputs (default results/offline)")
     build.add_argument("--code-dir", default=None, help="directory with the model.py to run (default: this project)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.add_argument("--repeats", type=int, default=1,
+                       help="runs of each dataset and configuration (default 1): rerun with 2 to add a second run")
 
     simulate = commands.add_parser("simulate", help="simulated vs real ALC of whole plans, and the greedy portfolio")
     simulate.add_argument("--db", required=True)
@@ -90,7 +92,7 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
     summary = build(
         args.suite, configs, args.time_budget, args.out, jobs=args.jobs, scheduler=args.scheduler,
         tasks=args.tasks, only=args.only, order=args.order, work=args.work, command=command,
-        progress=not args.no_progress,
+        progress=not args.no_progress, repeats=args.repeats,
         **({} if args.code_dir is None else {"code_dir": args.code_dir}),
     )
     print(f"{args.out}: {summary.recorded} runs recorded, {summary.skipped} already there, "

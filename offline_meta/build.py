@@ -6,11 +6,14 @@ submission. Runs go through joblib (`prefer="threads"`: the work happens in each
 own model process, the worker only waits on it), or through a dask cluster when one is
 given, with the same code. Only the parent writes the database: each finished run is
 appended and the file rewritten atomically at once, so a killed build loses at most
-the runs in flight, and a rerun skips every run already recorded.
+the runs in flight, and a rerun skips every run already recorded. A cell (dataset,
+configuration, budget) is run once, or `repeats` times: run-to-run noise (up to 0.02 ALC)
+is measured, and averaged over, by repeated runs of one cell.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import multiprocessing
@@ -33,7 +36,7 @@ from portfolio.round_log import ROUNDS_DIR
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 RUN_ORDERS = ("config", "dataset")
-SEED = 0  # model.py runs its scheduler with the default seed; runs are not repeated
+SEED = 0  # model.py runs its scheduler with the default seed; a repeated run differs by timing alone
 
 
 class BuildError(RuntimeError):
@@ -222,7 +225,7 @@ class Builder:
             {"command": command, "cwd": str(Path.cwd()), "time_budget": float(time_budget), "started": now,
              "code_version": version, "machine": machine_line()}
         )
-        self.done = {record_key(r) for r in self.db["runs"]}
+        self.done = collections.Counter(record_key(r) for r in self.db["runs"])  # runs per cell
 
     def save(self) -> None:
         """Rewrite the file atomically, so a killed build loses nothing already recorded."""
@@ -256,7 +259,7 @@ class Builder:
     def add_record(self, record: dict) -> None:
         """Append a finished run and save at once, so a rerun skips it."""
         self.db["runs"].append(record)
-        self.done.add(record_key(record))
+        self.done[record_key(record)] += 1
         self.save()
 
 
@@ -298,6 +301,25 @@ def run_order(configs: list[dict], datasets: dict[str, Path], rows: dict, order:
     return [(config, name) for _, _, name in sorted(ranked) for config in configs]
 
 
+def _job(name: str, data_dir: Path, config: dict, run_dir: Path, builder: "Builder", plan_paths: dict,
+         work: Path, time_budget: float, code_dir: str | Path) -> dict:
+    """What a worker needs for one run (plain data, so it travels to a dask worker)."""
+    return {
+        "dataset": name,
+        "source": builder.db["datasets"][name]["source"],
+        "data_dir": str(data_dir.resolve()),
+        "config_id": config["config_id"],
+        "config": {"name": config["name"], "plan": config["plan"]},
+        "plan_path": str(plan_paths[config["config_id"]]),
+        "out_dir": str(work / run_dir),
+        # Recorded relative to the work folder: the database must mean the same on any machine.
+        "record_dir": run_dir.as_posix(),
+        "time_budget": float(time_budget),
+        "code_dir": str(Path(code_dir).resolve()),
+        "code_version": builder.db["builds"][-1]["code_version"],
+    }
+
+
 def build(
     suite: str | Path,
     configs: list[dict],
@@ -313,6 +335,7 @@ def build(
     code_dir: str | Path = PROJECT_DIR,
     command: str = "",
     progress: bool = True,
+    repeats: int = 1,
 ) -> BuildSummary:
     """Run every missing (dataset, config) at `time_budget` and record it in the database `out`.
 
@@ -323,6 +346,8 @@ def build(
     before the next, the datasets taken in turn from each source). `jobs` runs at once (default 1,
     or every worker thread of a dask cluster). Paths given to workers are absolute: with
     a remote scheduler, `suite`, `work` and `code_dir` must be on a filesystem they share.
+    With `repeats`, each cell is run until it has that many runs; the n-th run of a cell
+    (n >= 2) writes to `<config_id>-r<n>` beside the first's folder.
     """
     if not time_budget > 0:
         raise BuildError(f"time_budget must be > 0 seconds, got {time_budget!r}")
@@ -330,6 +355,8 @@ def build(
         raise BuildError("jobs must be a positive number of runs, or negative for all cores or workers, got 0")
     if order not in RUN_ORDERS:
         raise BuildError(f"order must be one of {RUN_ORDERS}, got {order!r}")
+    if not (isinstance(repeats, int) and repeats >= 1):
+        raise BuildError(f"repeats must be an int >= 1 (runs per dataset and configuration), got {repeats!r}")
     if only is not None:
         unknown = sorted(set(only) - {config["name"] for config in configs})
         if unknown:
@@ -351,24 +378,12 @@ def build(
     job_list = []
     for config, name in run_order(configs, datasets, builder.db["datasets"], order):
         data_dir = datasets[name]
-        if run_key(name, config["config_id"], time_budget) in builder.done:
-            summary.skipped += 1
-            continue
-        run_dir = Path("runs") / f"T{time_budget:g}" / name / config["config_id"]
-        job_list.append({
-            "dataset": name,
-            "source": builder.db["datasets"][name]["source"],
-            "data_dir": str(data_dir.resolve()),
-            "config_id": config["config_id"],
-            "config": {"name": config["name"], "plan": config["plan"]},
-            "plan_path": str(plan_paths[config["config_id"]]),
-            "out_dir": str(work / run_dir),
-            # Recorded relative to the work folder: the database must mean the same on any machine.
-            "record_dir": run_dir.as_posix(),
-            "time_budget": float(time_budget),
-            "code_dir": str(Path(code_dir).resolve()),
-            "code_version": builder.db["builds"][-1]["code_version"],
-        })
+        have = builder.done[run_key(name, config["config_id"], time_budget)]
+        summary.skipped += min(have, repeats)
+        for repeat in range(have + 1, repeats + 1):
+            folder = config["config_id"] if repeat == 1 else f"{config['config_id']}-r{repeat}"
+            run_dir = Path("runs") / f"T{time_budget:g}" / name / folder
+            job_list.append(_job(name, data_dir, config, run_dir, builder, plan_paths, work, time_budget, code_dir))
     if not job_list:
         return summary
 

@@ -17,7 +17,7 @@ import pytest
 
 from harness.dataset import atomic_write_json
 from offline_meta.__main__ import main as offline_main
-from offline_meta.build import PROJECT_DIR, build, build_cost, code_version, run_order, run_status
+from offline_meta.build import PROJECT_DIR, BuildError, build, build_cost, code_version, run_order, run_status
 from offline_meta.configs import ConfigError, load_configs
 from portfolio.meta_db import SCHEMA_VERSION, MetaDbError, config_id, load_db, new_db
 from offline_meta.loo import leave_one_source_out, tune_selection
@@ -146,6 +146,24 @@ def test_a_renamed_plan_keeps_its_runs_under_its_new_name(suite, fake_code, tmp_
     assert {r["config_name"] for r in db["runs"]} == {"spectral"}
     assert {r["config"]["name"] for r in db["runs"]} == {"spectral"}
     assert db["configs"][config_id(plan)]["name"] == "spectral"
+
+
+def test_repeats_add_runs_to_a_cell_in_their_own_folders_and_a_rerun_adds_none(suite, fake_code, tmp_path, capsys):
+    configs = load_configs(write_configs(tmp_path / "configs.json", [{"name": "short", "plan": linear_plan(0.25)}]),
+                           FAKE_MEMBERS)
+    common = {"jobs": 1, "code_dir": fake_code, "progress": False, "work": tmp_path / "w"}
+    assert build(suite, configs, 5, tmp_path / "db.json", **common).recorded == 2  # one run per dataset
+    summary = build(suite, configs, 5, tmp_path / "db.json", repeats=2, **common)
+    assert (summary.recorded, summary.skipped) == (2, 2)
+    runs = load_db(tmp_path / "db.json")["runs"]
+    cid = configs[0]["config_id"]
+    assert sorted(r["out_dir"] for r in runs if r["dataset"] == "alpha") == [f"runs/T5/alpha/{cid}",
+                                                                           f"runs/T5/alpha/{cid}-r2"]
+    assert all((tmp_path / "w" / r["out_dir"] / "ingestion.json").is_file() for r in runs)
+    assert build(suite, configs, 5, tmp_path / "db.json", repeats=2, **common).recorded == 0
+    with pytest.raises(BuildError, match="repeats must be an int >= 1"):
+        build(suite, configs, 5, tmp_path / "db.json", repeats=0, **common)
+    assert len(load_db(tmp_path / "db.json")["runs"]) == 4
 
 
 def test_build_only_runs_the_named_configurations_and_refuses_unknown_names(suite, fake_code, tmp_path, capsys):
