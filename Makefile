@@ -43,16 +43,16 @@ bench-memory: setup data/mem/mem3000.data/meta.json
 
 # Practice tasks derived from the suite (harness/derived_tasks.json, about 3 GiB) and the whole plans of
 # offline_meta/configs-derived.json on each, into meta_db.json: hours of CPU; rerun to resume after a kill.
-# The default plan's logged runs score its alternatives (offline_meta subplans), so it and the cheap
-# linear_only (a check of those replays) go over every task first, then spread_early (the candidate
-# next default, docs/benchmarks.md), then spectral's 300 s runs.
+# The default plan's logged runs score its alternatives (offline_meta subplans), so it goes over every
+# task first, then no_spread (the default until 2026-12-05) and the cheap linear_only (a check of the
+# replays), then spectral's 300 s runs.
 meta-derived: setup
 	$(PY) -m harness.suite build --out data/suite
 	$(PY) -m harness.derive --suite data/suite --spec harness/derived_tasks.json --out data/derived
 	$(PY) -m offline_meta build --suite data/derived --configs offline_meta/configs-derived.json \
-		--time-budget 300 --out meta_db.json --work results/offline --jobs 1 --order dataset --only default linear_only
+		--time-budget 300 --out meta_db.json --work results/offline --jobs 1 --order dataset --only default
 	$(PY) -m offline_meta build --suite data/derived --configs offline_meta/configs-derived.json \
-		--time-budget 300 --out meta_db.json --work results/offline --jobs 1 --order dataset --only spread_early
+		--time-budget 300 --out meta_db.json --work results/offline --jobs 1 --order dataset --only no_spread linear_only
 	$(PY) -m offline_meta build --suite data/derived --configs offline_meta/configs-derived.json \
 		--time-budget 300 --out meta_db.json --work results/offline --jobs 1 --order dataset
 
