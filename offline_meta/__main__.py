@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     subplans.add_argument("--parent", default="default", help="the configuration whose logged runs are cut into steps")
     subplans.add_argument("--time-budget", type=float, default=None, help="runs of this budget (default: the database's)")
     subplans.add_argument("--write-db", default=None,
-                          help="write a copy of the database with the replayed alternatives as runs (for tune)")
+                          help="write a copy of the database with the replayed alternatives as runs (for tune); an existing "
+                               "file's replays of datasets without a round log here are kept")
     subplans.add_argument("--replayed-only", action="store_true",
                           help="with --write-db: keep only the datasets whose alternatives were replayed")
 
@@ -230,10 +231,15 @@ def run_subplans(args: argparse.Namespace) -> int:
         print(f"{config}: replayed - real over {len(values)} datasets: mean {sum(values) / len(values):+.4f}, "
               f"mean absolute {sum(abs(v) for v in values) / len(values):.4f}")
     if args.write_db:
-        out = with_replayed_runs(db, rows, budget, replayed_only=args.replayed_only)
+        earlier = load_db(args.write_db) if Path(args.write_db).is_file() else None
+        out = with_replayed_runs(db, rows, budget, replayed_only=args.replayed_only, earlier=earlier,
+                                 parent=args.parent)
         atomic_write_json(Path(args.write_db), out)
         added = sum("replayed_from" in record for record in out["runs"])
-        print(f"{args.write_db}: {len(out['datasets'])} datasets, {added} replayed runs added")
+        replayed_here = {row["dataset"] for row in rows if row["replayed"] is not None}
+        kept = sum("replayed_from" in record and record["dataset"] not in replayed_here for record in out["runs"])
+        print(f"{args.write_db}: {len(out['datasets'])} datasets, {added} replayed runs added"
+              f" ({kept} of them kept from the file's earlier replays)")
     return 0
 
 

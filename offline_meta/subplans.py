@@ -146,20 +146,28 @@ def score_subplans(db: dict, work: str | Path, suites: list[str | Path], alterna
     return rows
 
 
-def with_replayed_runs(db: dict, rows: list[dict], time_budget: float, *, replayed_only: bool = False) -> dict:
+def with_replayed_runs(db: dict, rows: list[dict], time_budget: float, *, replayed_only: bool = False,
+                       earlier: dict | None = None, parent: str = "default") -> dict:
     """A copy of `db` with a run row for every replayed multi-step alternative not run for real there,
     marked `"replayed_from"` (the parent's config_id), so selection and its checks can choose among them.
     One-step alternatives are left out: the simulation of plans reads their curves, which a replay lacks.
     `replayed_only` keeps only the datasets with replayed multi-step rows, so that every dataset offers
     every alternative (selection votes only with configurations run on all the neighbours); a one-step
-    row does not count (a step that delivered nothing replays as 0 even where nothing can be replayed)."""
+    row does not count (a step that delivered nothing replays as 0 even where nothing can be replayed).
+
+    `earlier`, a database this function wrote before, gives its replayed rows back for the datasets
+    that `rows` does not replay (round logs do not travel between machines; their replays do), as long
+    as they were replayed from today's `parent` configuration and that cell has no real run now."""
+    fresh = [row for row in rows if row["replayed"] is not None and len(row["plan"]["steps"]) >= 2]
+    replayed_now = {row["dataset"] for row in fresh}
+    carried = _carried_rows(db, earlier, parent, replayed_now) if earlier else []
     out = copy.deepcopy(db)
     if replayed_only:
-        keep = {row["dataset"] for row in rows if row["replayed"] is not None and len(row["plan"]["steps"]) >= 2}
+        keep = replayed_now | {record["dataset"] for record in carried}
         out["datasets"] = {name: entry for name, entry in out["datasets"].items() if name in keep}
         out["runs"] = [record for record in out["runs"] if record["dataset"] in keep]
-    for row in rows:
-        if row["replayed"] is None or row["real"] is not None or len(row["plan"]["steps"]) < 2:
+    for row in fresh:
+        if row["real"] is not None:
             continue
         config = {"name": row["config"], "plan": row["plan"]}
         out["configs"].setdefault(row["config_id"], config)
@@ -169,4 +177,17 @@ def with_replayed_runs(db: dict, rows: list[dict], time_budget: float, *, replay
             "time_budget": float(time_budget), "status": "ok", "alc": row["replayed"],
             "replayed_from": row["parent_id"],
         })
+    for record in carried:
+        out["configs"].setdefault(record["config_id"], earlier["configs"][record["config_id"]])
+        out["runs"].append(copy.deepcopy(record))
     return out
+
+
+def _carried_rows(db: dict, earlier: dict, parent: str, replayed_now: set[str]) -> list[dict]:
+    """`earlier`'s replayed rows that `with_replayed_runs` keeps (see there)."""
+    parent_ids = {cid for cid, entry in db["configs"].items() if entry.get("name") == parent}
+    real_cells = {(record["dataset"], record["config_id"]) for record in db["runs"] if "replayed_from" not in record}
+    return [record for record in earlier.get("runs", [])
+            if record.get("replayed_from") in parent_ids and record["dataset"] in db["datasets"]
+            and record["dataset"] not in replayed_now and (record["dataset"], record["config_id"]) not in real_cells
+            and record["config_id"] in earlier.get("configs", {})]

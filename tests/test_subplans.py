@@ -168,3 +168,27 @@ def test_subplans_command_prints_errors_against_real_runs_and_writes_the_augment
     assert "late_first: replayed - real over 1 datasets" in printed
     assert f"{out}: 1 datasets, 0 replayed runs added" in printed  # the database's own alternative was run for real
     assert len(load_db(out)["runs"]) == 2
+
+
+def test_replays_written_before_are_kept_for_datasets_without_a_round_log_here(tmp_path):
+    """Round logs stay on the machine that ran them; a replayed database written there carries them on."""
+    db = logged_db(tmp_path)
+    only_one = {"name": "only_one", "pool_size": 4, "steps": [STEPS[1], STEPS[0]]}
+    alternatives = [{"name": "only_one", "config_id": config_id(only_one), "plan": only_one}]
+    rows = score_subplans(db, tmp_path / "work", [tmp_path / "suite"], alternatives, parent="parent")
+    earlier = with_replayed_runs(db, rows, 60.0, replayed_only=True, parent="parent")
+    replayed = [r for r in earlier["runs"] if "replayed_from" in r]
+    assert [r["config_name"] for r in replayed] == ["only_one"]
+
+    # Elsewhere: the same database plus a new logged-less task, and no round log at all.
+    db["datasets"]["new"] = {"source": "other", "metafeatures": {}}
+    db["runs"].append({**db["runs"][0], "dataset": "new", "source": "other"})
+    carried = with_replayed_runs(db, [], 60.0, replayed_only=True, earlier=earlier, parent="parent")
+    assert set(carried["datasets"]) == {"task"}
+    assert [r for r in carried["runs"] if "replayed_from" in r] == replayed
+    assert carried["configs"][config_id(only_one)]["plan"] == only_one
+    # Replays from another parent configuration (the plan was edited since) are stale: dropped.
+    assert not any("replayed_from" in r for r in with_replayed_runs(db, [], 60.0, earlier=earlier, parent="late_first")["runs"])
+    # A cell that has a real run now keeps the real run only.
+    db["runs"].append({**db["runs"][0], "config_id": config_id(only_one), "alc": 0.3})
+    assert not any("replayed_from" in r for r in with_replayed_runs(db, [], 60.0, earlier=earlier, parent="parent")["runs"])
