@@ -5,7 +5,8 @@
 
 Each LABEL=DIR names a `harness bench` output folder (its bench.csv), or, as
 LABEL=FILE.json:CONFIG, the runs of one configuration in a meta-database built by
-`python -m offline_meta build` (the same ingestion, so the same figures), or, as
+`python -m offline_meta build` (the same ingestion, so the same figures; FILE.json:CONFIG@SINCE
+keeps the runs finished at or after SINCE, an ISO date or time, e.g. the runs of one machine), or, as
 LABEL=FILE.csv:METHOD, one method's rows of a `harness lodo` table (its real runs of
 model.py). Several runs of one method join with `+` (LABEL=DIR1+DIR2+FILE.json:CONFIG):
 the label's ALC and final score are then the means over its runs on each task, with the
@@ -28,7 +29,7 @@ from harness.dataset import atomic_write_bytes
 from harness.errors import HarnessError
 
 ANCHOR_ROW = re.compile(r"^\|\s*([a-z0-9_]+)\s*\|\s*([0-9.]+)\s*\|\s*([0-9.]+)\s*\|\s*([0-9.]+)\s*\|")
-SOURCE_FORMS = "LABEL=DIR, LABEL=FILE.json:CONFIG or LABEL=FILE.csv:METHOD"
+SOURCE_FORMS = "LABEL=DIR, LABEL=FILE.json:CONFIG[@SINCE] or LABEL=FILE.csv:METHOD"
 
 
 def read_anchors(path: str | Path) -> pd.DataFrame:
@@ -71,8 +72,9 @@ def read_bench(directory: str | Path) -> pd.DataFrame:
     return frame[frame["task"] != "mean"].set_index("task")
 
 
-def read_db_config(db_path: str | Path, config_name: str) -> pd.DataFrame:
-    """The runs of configuration `config_name` at the database's time budget, indexed by task like a bench."""
+def read_db_config(db_path: str | Path, config_name: str, since: str | None = None) -> pd.DataFrame:
+    """The runs of configuration `config_name` at the database's time budget, indexed by task like a bench;
+    with `since` (an ISO date or time), only those finished at or after it."""
     from portfolio.meta_db import MetaDbError, load_db, runs_at_budget
 
     try:
@@ -83,6 +85,10 @@ def read_db_config(db_path: str | Path, config_name: str) -> pd.DataFrame:
     if not rows:
         names = sorted({run["config_name"] for run in runs})
         raise HarnessError(f"{db_path}: no run of configuration {config_name!r} at {budget} s; it has {names}")
+    if since is not None:
+        rows = [run for run in rows if str(run.get("finished") or "") >= since]
+        if not rows:
+            raise HarnessError(f"{db_path}: no run of configuration {config_name!r} finished at or after {since!r}")
     frame = pd.DataFrame(rows).rename(columns={"dataset": "task"})
     return frame.set_index("task")[["alc", "final_score", "first_prediction_s"]]
 
@@ -103,7 +109,8 @@ def read_source(spec: str) -> pd.DataFrame:
     """A bench folder (DIR), a configuration of a meta-database (FILE.json:CONFIG) or a lodo method (FILE.csv:METHOD)."""
     path, _, config_name = spec.partition(".json:")
     if config_name:
-        return read_db_config(path + ".json", config_name)
+        config_name, _, since = config_name.partition("@")
+        return read_db_config(path + ".json", config_name, since or None)
     path, _, method = spec.partition(".csv:")
     return read_lodo_method(path + ".csv", method) if method else read_bench(spec)
 
@@ -171,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "benches", nargs="+", metavar="LABEL=SOURCE",
-        help="a bench output folder, FILE.json:CONFIG (a meta-database configuration) or FILE.csv:METHOD "
+        help="a bench output folder, FILE.json:CONFIG[@SINCE] (a meta-database configuration, runs finished "
+             "since an ISO date or time) or FILE.csv:METHOD "
              "(a lodo method); several runs joined by +",
     )
     parser.add_argument("--versus", nargs=2, metavar=("A", "B"), help="add the per-task ALC difference A - B")

@@ -73,6 +73,23 @@ def test_compare_reads_one_configuration_of_a_meta_database(tmp_path, capsys):
     assert "no run of configuration 'svm' at 300.0 s; it has ['cnn', 'lstm']" in capsys.readouterr().err
 
 
+def test_compare_keeps_a_configurations_runs_since_a_date(tmp_path, capsys):
+    db = new_db() | {"time_budget": 300.0}
+    run = {"config_id": "x", "seed": 0, "status": "ok", "first_prediction_s": 1.0, "dataset": "alpha",
+           "config_name": "cnn", "time_budget": 300.0}
+    db["runs"] = [
+        run | {"alc": 0.5, "final_score": 0.6, "finished": "2026-12-03T14:21:00+00:00"},
+        run | {"alc": 0.7, "final_score": 0.8, "finished": "2026-12-06T04:41:00+00:00"},
+        run | {"alc": 0.9, "final_score": 1.0, "finished": "2026-12-06T10:02:00+00:00"},
+    ]
+    atomic_write_json(tmp_path / "meta_db.json", db)
+    assert main([f"cnn={tmp_path / 'meta_db.json'}:cnn@2026-12-06"]) == 0
+    # The two runs of 12-06: mean 0.8, sd of 0.7 and 0.9; the run of 12-03 is left out.
+    assert capsys.readouterr().out.splitlines()[2].startswith("| alpha | 0.8000 | 0.9000 | 2 | 0.1414")
+    assert main([f"cnn={tmp_path / 'meta_db.json'}:cnn@2026-12-07"]) == 2
+    assert "no run of configuration 'cnn' finished at or after '2026-12-07'" in capsys.readouterr().err
+
+
 def test_compare_averages_repeated_runs_and_counts_wins(tmp_path, capsys):
     write_bench(tmp_path / "full1", [("alpha", 0.90, 0.95), ("beta", 0.70, 0.80), ("gamma", 0.50, 0.60)])
     write_bench(tmp_path / "full2", [("alpha", 0.80, 0.85), ("beta", 0.70, 0.80)])
@@ -118,4 +135,4 @@ def test_compare_source_without_label_names_the_item_and_the_forms(tmp_path, cap
     assert main([str(tmp_path / "full")]) == 2
     err = capsys.readouterr().err
     assert repr(str(tmp_path / "full")) in err
-    assert "LABEL=DIR, LABEL=FILE.json:CONFIG or LABEL=FILE.csv:METHOD" in err
+    assert "LABEL=DIR, LABEL=FILE.json:CONFIG[@SINCE] or LABEL=FILE.csv:METHOD" in err
