@@ -118,30 +118,51 @@ def read_source(spec: str) -> pd.DataFrame:
 def read_runs(spec: str) -> pd.DataFrame:
     """Several runs of one method (sources joined by `+`): mean ALC and final score per task, run count, ALC sd."""
     frames = [read_source(part) for part in spec.split("+")]
-    runs = pd.concat(frames)[["alc", "final_score"]].astype(float)
+    runs = pd.concat(frames).reindex(columns=["alc", "final_score", "first_prediction_s"]).astype(float)
     grouped = runs.groupby(level=0)
-    summary = grouped.mean()
+    summary = grouped[["alc", "final_score"]].mean()
+    summary["first_prediction_s"] = grouped["first_prediction_s"].median()
     summary["runs"] = grouped["alc"].count()
     summary["alc_sd"] = grouped["alc"].std(ddof=1)
     return summary
 
 
-def comparison_table(benches: dict[str, pd.DataFrame], anchors: pd.DataFrame | None) -> pd.DataFrame:
-    """Columns `<label> ALC` and `<label> final` per source (and `runs`, `ALC sd` where a label has several runs),
-    tasks as rows, plus a mean row over the tasks every ALC and final column has."""
+def keep_tasks(frame: pd.DataFrame, tasks: list[str], label: str) -> pd.DataFrame:
+    """The rows of `frame` for `tasks`; an error naming the label when none of them is there."""
+    kept = frame[frame.index.isin(tasks)]
+    if kept.empty:
+        raise HarnessError(f"{label}: none of the tasks {tasks} among its tasks {sorted(frame.index)}")
+    return kept
+
+
+FIRST_NOTE = "first s: median first-prediction time over the runs; on the mean row, the median over those tasks"
+
+
+def comparison_table(
+    benches: dict[str, pd.DataFrame], anchors: pd.DataFrame | None, first: bool = False
+) -> pd.DataFrame:
+    """Columns `<label> ALC` and `<label> final` per source (and `runs`, `ALC sd` where a label has several runs;
+    `first s` with `first`), tasks as rows, plus a mean row over the tasks every ALC and final column has
+    (for `first s`, the median over them: one slow start should not hide a typical one)."""
     sources = ({"2019 winner": anchors} if anchors is not None else {}) | benches
-    columns, value_columns = {}, []
+    columns, value_columns, first_columns = {}, [], []
     for label, frame in sources.items():
         columns[f"{label} ALC"] = frame["alc"]
         columns[f"{label} final"] = frame["final_score"]
         value_columns += [f"{label} ALC", f"{label} final"]
+        if first:
+            columns[f"{label} first s"] = frame["first_prediction_s"]
+            first_columns.append(f"{label} first s")
         if "runs" in frame and (frame["runs"] > 1).any():
             columns[f"{label} runs"] = frame["runs"]
             columns[f"{label} ALC sd"] = frame["alc_sd"]
     table = pd.DataFrame(columns)
     table = table.loc[sorted(set().union(*(frame.index for frame in benches.values())))]
     # Run counts and spreads have no meaningful mean: their cells stay empty in the mean row.
-    table.loc["mean", value_columns] = table.dropna(subset=value_columns)[value_columns].mean()
+    covered = table.dropna(subset=value_columns)
+    table.loc["mean", value_columns] = covered[value_columns].mean()
+    if first_columns:
+        table.loc["mean", first_columns] = covered[first_columns].median()
     return table
 
 
@@ -161,13 +182,13 @@ def add_versus(table: pd.DataFrame, first: str, second: str) -> str:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """The comparison as a markdown table: counts as integers, scores to 4 decimals, the mean row bold."""
+    """The comparison as a markdown table: counts as integers, seconds to 2 decimals, scores to 4, the mean row bold."""
     header = "| task | " + " | ".join(table.columns) + " |"
     rule = "|---|" + "---:|" * len(table.columns)
     lines = [header, rule]
     for task, row in table.iterrows():
-        cells = ["" if pd.isna(v) else f"{v:.0f}" if column.endswith(" runs") else f"{v:.4f}"
-                 for column, v in row.items()]
+        cells = ["" if pd.isna(v) else f"{v:.0f}" if column.endswith(" runs")
+                 else f"{v:.2f}" if column.endswith(" first s") else f"{v:.4f}" for column, v in row.items()]
         name = f"**{task}**" if task == "mean" else task
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -184,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--versus", nargs=2, metavar=("A", "B"), help="add the per-task ALC difference A - B")
     parser.add_argument("--anchors", default=None, help="ANCHORS.md with the 2019 winner's table")
+    parser.add_argument("--tasks", nargs="+", metavar="NAME", help="only these tasks (default: every task of any source)")
+    parser.add_argument("--first", action="store_true", help="add each label's first-prediction time (median of runs)")
     parser.add_argument("--out", default=None, help="write the markdown table here (default: print it)")
     args = parser.parse_args(argv)
     try:
@@ -192,13 +215,16 @@ def main(argv: list[str] | None = None) -> int:
             if len(pair) != 2:
                 raise HarnessError(f"each source must be {SOURCE_FORMS}, got {item!r}")
         benches = {label: read_runs(source) for label, source in pairs}
+        if args.tasks:
+            benches = {label: keep_tasks(frame, args.tasks, label) for label, frame in benches.items()}
         anchors = read_anchors(args.anchors) if args.anchors else None
-        table = comparison_table(benches, anchors)
+        table = comparison_table(benches, anchors, first=args.first)
         summary = add_versus(table, *args.versus) if args.versus else None
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    markdown = to_markdown(table) + (f"\n{summary}\n" if summary else "")
+    notes = [note for note in (summary, FIRST_NOTE if args.first else None) if note]
+    markdown = to_markdown(table) + "".join(f"\n{note}\n" for note in notes)
     if args.out:
         atomic_write_bytes(Path(args.out), markdown.encode())
     print(markdown, end="")

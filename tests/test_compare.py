@@ -136,3 +136,35 @@ def test_compare_source_without_label_names_the_item_and_the_forms(tmp_path, cap
     err = capsys.readouterr().err
     assert repr(str(tmp_path / "full")) in err
     assert "LABEL=DIR, LABEL=FILE.json:CONFIG[@SINCE] or LABEL=FILE.csv:METHOD" in err
+
+
+def test_compare_first_prediction_is_the_median_of_runs_and_of_tasks(tmp_path, capsys):
+    def bench(name, rows):  # (task, alc, first prediction s)
+        (tmp_path / name).mkdir()
+        lines = ["task,alc,final_score,first_prediction_s"] + [f"{t},{a},{a},{s}" for t, a, s in rows]
+        (tmp_path / name / "bench.csv").write_text("\n".join(lines) + "\n")
+
+    bench("r1", [("alpha", 0.9, 0.2), ("beta", 0.7, 5.0), ("gamma", 0.5, 0.4)])
+    bench("r2", [("alpha", 0.8, 0.4), ("beta", 0.7, 7.0), ("gamma", 0.5, 0.6)])
+    bench("r3", [("alpha", 0.8, 9.0), ("beta", 0.7, 6.0), ("gamma", 0.5, 0.5)])
+    assert main([f"a={tmp_path / 'r1'}+{tmp_path / 'r2'}+{tmp_path / 'r3'}", "--first"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| task | a ALC | a final | a first s | a runs | a ALC sd |"
+    # Per task the median over 3 runs (one slow start at 9 s does not move alpha's); the mean row holds the
+    # median over tasks (0.4, 6.0, 0.5 -> 0.5), while ALC stays a mean.
+    assert lines[2].startswith("| alpha | 0.8333 | 0.8333 | 0.40 | 3 |")
+    assert lines[3].startswith("| beta | 0.7000 | 0.7000 | 6.00 | 3 |")
+    assert lines[5].startswith("| **mean** | 0.6778 | 0.6778 | 0.50 |")
+    assert lines[-1].startswith("first s: median")
+    assert main([f"a={tmp_path / 'r1'}"]) == 0
+    assert "first s" not in capsys.readouterr().out
+
+
+def test_compare_keeps_only_the_named_tasks(tmp_path, capsys):
+    write_bench(tmp_path / "full", [("alpha", 0.9, 0.95), ("beta", 0.7, 0.8), ("gamma", 0.1, 0.2)])
+    write_bench(tmp_path / "lin", [("alpha", 0.8, 0.85), ("beta", 0.6, 0.7)])
+    assert main([f"full={tmp_path / 'full'}", f"lin={tmp_path / 'lin'}", "--tasks", "alpha", "gamma"]) == 0
+    rows = [line.split(" | ")[0] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert rows == ["| alpha", "| gamma", "| **mean**"]
+    assert main([f"full={tmp_path / 'full'}", f"lin={tmp_path / 'lin'}", "--tasks", "gamma"]) == 2
+    assert "lin: none of the tasks ['gamma']" in capsys.readouterr().err
