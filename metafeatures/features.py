@@ -19,11 +19,18 @@ from typing import Callable
 import numpy as np
 
 from metafeatures.acoustics import VOICED_PEAK, Frames, analyze, middle_crop
+from portfolio.features import log_mel, mfcc
 
 LOG = logging.getLogger("autospeech.metafeatures")
-VERSION = 1  # bump when a definition changes: databases built with another version must be rebuilt
+VERSION = 2  # bump when a definition changes: databases built with another version must be rebuilt
 N_ACOUSTIC_CLIPS = 64
 ACOUSTIC_CROP_S = 1.0
+# The landmark's class-stratified subsample: up to this many clips per class, this many in all,
+# each the middle LANDMARK_CROP_S (tiled if shorter). A few hundred crops cost about 0.1 s.
+LANDMARK_CLIPS_PER_CLASS = 8
+LANDMARK_MAX_CLIPS = 256
+LANDMARK_CROP_S = 4.0
+LANDMARK_N_MFCC = 13
 DEFAULT_SR = 16000
 
 
@@ -93,6 +100,26 @@ class TrainingData:
             return Frames(*(getattr(frames, f)[keep] for f in Frames.__dataclass_fields__))
 
         return self._shared("sounding", compute)
+
+    def landmark_sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """Clip indices and class labels of a class-stratified subsample: classes with >= 2 clips,
+        at most LANDMARK_CLIPS_PER_CLASS each and LANDMARK_MAX_CLIPS in all (then a random set of classes)."""
+
+        def compute():
+            counts = self.class_counts()
+            labels = np.argmax(np.asarray(self.y_train), axis=1)
+            rng = np.random.default_rng(self.seed)
+            classes = np.flatnonzero(counts >= 2)
+            if classes.size < 2:
+                raise ValueError(f"needs 2 classes with >= 2 clips each, got {classes.size}")
+            per_class = max(2, min(LANDMARK_CLIPS_PER_CLASS, LANDMARK_MAX_CLIPS // classes.size))
+            if classes.size * per_class > LANDMARK_MAX_CLIPS:
+                classes = np.sort(rng.choice(classes, size=LANDMARK_MAX_CLIPS // per_class, replace=False))
+            picked = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes]
+            index = np.concatenate(picked)
+            return index, labels[index]
+
+        return self._shared("landmark_sample", compute)
 
 
 # ----------------------------------------------------------------------------- labels
@@ -227,6 +254,36 @@ def voiced_fraction(data: TrainingData) -> float:
     return float(np.mean(frames.pitch_peak[sounding] > VOICED_PEAK))
 
 
+# ----------------------------------------------------------------------------- landmark
+
+
+def centroid_separability(data: TrainingData) -> float:
+    """Leave-one-out nearest-centroid accuracy on per-clip MFCC mean and std, 0 = chance, 1 = perfect.
+
+    A landmark: how far the cheapest statistics already separate the labels. Speaker sets
+    score near 1, language and accent sets near 0, so it tells label kinds apart that share
+    clip lengths and spectra. Needs 2 classes with >= 2 clips; a class-stratified subsample.
+    """
+    index, labels = data.landmark_sample()
+    clips = [data.x_train[i] for i in index]
+    S = log_mel(clips, sr=data.sr, n_mels=40, max_s=LANDMARK_CROP_S, offset="center", n_jobs=1)
+    coefficients = mfcc(S, n_mfcc=LANDMARK_N_MFCC)
+    x = np.concatenate([coefficients.mean(axis=-1), coefficients.std(axis=-1)], axis=1).astype(np.float64)
+    x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-8)
+    classes, y = np.unique(labels, return_inverse=True)
+    counts = np.bincount(y).astype(np.float64)
+    sums = np.zeros((classes.size, x.shape[1]))
+    np.add.at(sums, y, x)
+    centroids = sums / counts[:, None]
+    distances = ((x[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=-1)
+    # Each clip's own class centroid without the clip itself (leave-one-out).
+    own = (sums[y] - x) / (counts[y] - 1)[:, None]
+    distances[np.arange(len(y)), y] = ((x - own) ** 2).sum(axis=-1)
+    accuracy = float(np.mean(np.argmin(distances, axis=1) == y))
+    chance = 1.0 / classes.size
+    return (accuracy - chance) / (1.0 - chance)
+
+
 METAFEATURES: MappingProxyType = MappingProxyType(
     {
         fn.__name__: fn
@@ -237,6 +294,7 @@ METAFEATURES: MappingProxyType = MappingProxyType(
             duration_p95_s, duration_max_s, total_hours,
             spectral_centroid_hz, spectral_rolloff_hz, spectral_flatness, zero_crossing_rate,
             level_db_std, silent_fraction, voiced_fraction,
+            centroid_separability,
         )
     }
 )

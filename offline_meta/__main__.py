@@ -1,4 +1,4 @@
-"""`python -m offline_meta {build,simulate,replay,subplans,tune,greedy} --help`: build meta_db.json, check and use its simulation."""
+"""`python -m offline_meta {build,metafeatures,simulate,replay,subplans,tune,greedy} --help`: build meta_db.json, check and use its simulation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.dataset import atomic_write_json
 from harness.errors import HarnessError
-from offline_meta.build import RUN_ORDERS, BuildError, build, build_cost
+from offline_meta.build import RUN_ORDERS, BuildError, build, build_cost, refresh_metafeatures
 from offline_meta.configs import ConfigError, load_configs
 from portfolio.meta_db import MetaDbError, load_db, utc_now
 from offline_meta.loo import SELECTION_GRID, leave_one_source_out, tune_selection
@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.add_argument("--repeats", type=int, default=1,
                        help="runs of each dataset and configuration (default 1): rerun with 2 to add a second run")
+
+    refresh = commands.add_parser(
+        "metafeatures", help="recompute meta-feature vectors of another metafeatures.VERSION, keeping the runs"
+    )
+    refresh.add_argument("--db", required=True)
+    refresh.add_argument("--suite", nargs="+", required=True, help="suites holding the datasets (data/suite data/derived)")
 
     simulate = commands.add_parser("simulate", help="simulated vs real ALC of whole plans, and the greedy portfolio")
     simulate.add_argument("--db", required=True)
@@ -101,6 +107,17 @@ def run_build(args: argparse.Namespace, argv: list[str]) -> int:
     for failure in summary.failures:
         print(f"  not recorded: {failure}")
     return 1 if summary.failures else 0
+
+
+def run_refresh(args: argparse.Namespace) -> int:
+    """Recompute stale meta-feature vectors; 1 when some stay stale (not found, or other data)."""
+    report = refresh_metafeatures(args.db, args.suite)
+    print(f"{args.db}: {len(report['refreshed'])} vectors recomputed, {len(report['current'])} already current")
+    for name in report["not_found"]:
+        print(f"  stale, not found in {args.suite}: {name}")
+    for name in report["other_data"]:
+        print(f"  stale, the folder holds other data than the runs were made on (fingerprint differs): {name}")
+    return 1 if report["not_found"] or report["other_data"] else 0
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -250,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             return run_build(args, argv)
+        if args.command == "metafeatures":
+            return run_refresh(args)
         if args.command == "simulate":
             return run_simulate(args)
         if args.command == "replay":

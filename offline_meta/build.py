@@ -263,6 +263,38 @@ class Builder:
         self.save()
 
 
+def refresh_metafeatures(db_path: str | Path, suites: list[str | Path]) -> dict[str, list[str]]:
+    """Recompute the stale meta-feature vectors of a database's datasets, keeping every run.
+
+    A vector is stale when it was computed by another `metafeatures.VERSION`. The dataset is
+    looked up by name in each suite folder; one whose fingerprint differs from the stored one
+    is other data than its runs were made on, and is left as it is, as is one not found.
+    The file is rewritten atomically after each dataset, so a killed refresh loses nothing.
+
+    Returns {"refreshed": [...], "current": [...], "not_found": [...], "other_data": [...]}, by name.
+    """
+    db_path = Path(db_path)
+    db = load_db(db_path)
+    report: dict[str, list[str]] = {"refreshed": [], "current": [], "not_found": [], "other_data": []}
+    for name, entry in sorted(db["datasets"].items()):
+        if entry.get("metafeatures_version") == METAFEATURES_VERSION:
+            report["current"].append(name)
+            continue
+        folder = next((Path(suite) / name for suite in suites if (Path(suite) / name).is_dir()), None)
+        if folder is None:
+            report["not_found"].append(name)
+            continue
+        data_dir = resolve_data_dir(folder)
+        if read_meta(data_dir).get("fingerprint") != entry.get("fingerprint"):
+            report["other_data"].append(name)
+            continue
+        db["datasets"][name] = dataset_entry(data_dir)
+        db["updated"] = utc_now()
+        atomic_write_json(db_path, db)
+        report["refreshed"].append(name)
+    return report
+
+
 def build_cost(db: dict) -> dict:
     """What a database holds and what its runs cost: datasets and sources (all, and those with runs),
     runs, and run wall time in hours, in all and per configuration name (runs without a wall time count 0)."""

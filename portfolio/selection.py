@@ -48,6 +48,7 @@ DISTANCE_FEATURES = {
     "level_db_std": "linear",
     "silent_fraction": "linear",
     "voiced_fraction": "linear",
+    "centroid_separability": "linear",  # the landmark: speaker-like labels near 1, language-like near 0
 }
 LOG_FLOOR = 1e-4
 MAX_FEATURE_GAP = 3.0  # in interquartile ranges

@@ -131,4 +131,25 @@ def test_metafeatures_are_documented_here_and_in_docs():
 def test_metafeatures_cli_prints_every_feature(tone_dataset, capsys):
     assert metafeatures_main([str(tone_dataset)]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in METAFEATURES) and "22 meta-features" in out
+    assert all(name in out for name in METAFEATURES) and "23 meta-features" in out
+
+
+def test_centroid_separability_is_high_when_classes_differ_in_timbre_and_near_chance_when_they_do_not():
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * SR) / SR
+    pitches = (200, 450, 900, 1800)
+    # Each class its own harmonic timbre (a fundamental per class), a little noise per clip.
+    distinct = [np.sin(2 * np.pi * pitches[i % 4] * t * (1 + 0.01 * rng.standard_normal()))
+                + 0.05 * rng.standard_normal(t.size) for i in range(32)]
+    separable = compute_metafeatures([w.astype(np.float32) for w in distinct], labels(32), {"sample_rate": SR})
+    assert separable["centroid_separability"] > 0.9
+    # The same sound for every class: labels carry nothing a centroid could find.
+    alike = compute_metafeatures([white_noise(rng) for _ in range(64)], labels(64), {"sample_rate": SR})
+    assert abs(alike["centroid_separability"]) < 0.35
+
+
+def test_centroid_separability_is_nan_with_a_reason_for_one_clip_per_class():
+    rng = np.random.default_rng(1)
+    values, reasons = compute_metafeatures_detailed([tone(rng) for _ in range(4)], labels(4), {"sample_rate": SR})
+    assert math.isnan(values["centroid_separability"]) and "2 classes with >= 2 clips" in reasons["centroid_separability"]
+    assert math.isfinite(values["duration_mean_s"])
