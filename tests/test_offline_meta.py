@@ -466,3 +466,33 @@ def test_derived_tasks_configs_are_configurations_of_the_main_file():
     main = {c["config_id"]: c["name"] for c in load_configs(PROJECT_DIR / "offline_meta" / "configs.json")}
     derived = {c["config_id"]: c["name"] for c in load_configs(PROJECT_DIR / "offline_meta" / "configs-derived.json")}
     assert derived and all(main.get(cid) == name for cid, name in derived.items())
+
+
+def test_metafeatures_refresh_recomputes_stale_vectors_keeps_runs_and_skips_other_data(suite, fake_code, tmp_path, capsys):
+    from metafeatures import VERSION
+    configs = load_configs(write_configs(tmp_path / "configs.json", [{"name": "short", "plan": linear_plan(0.25)}]),
+                           FAKE_MEMBERS)
+    out = tmp_path / "db.json"
+    build(suite, configs, 5, out, jobs=1, code_dir=fake_code, work=tmp_path / "w", progress=False)
+    db = load_db(out)
+    for entry in db["datasets"].values():  # as an older metafeatures.VERSION left them
+        entry["metafeatures_version"] = VERSION - 1
+        entry["metafeatures"] = {"n_classes": -1.0}
+    db["datasets"]["beta"]["fingerprint"] = "not-the-data-on-disk"
+    db["datasets"]["gamma"] = {**db["datasets"]["alpha"], "source": "src_c"}
+    runs_before = db["runs"]
+    atomic_write_json(out, db)
+
+    code = offline_main(["metafeatures", "--db", str(out), "--suite", str(tmp_path / "nowhere"), str(suite)])
+
+    assert code == 1  # beta and gamma stay stale
+    printed = capsys.readouterr().out
+    assert "1 vectors recomputed" in printed and "not found" in printed and "gamma" in printed
+    assert "fingerprint differs" in printed and "beta" in printed
+    after = load_db(out)
+    assert after["runs"] == runs_before
+    alpha = after["datasets"]["alpha"]
+    assert alpha["metafeatures_version"] == VERSION and alpha["metafeatures"]["n_classes"] == 3.0  # make_tone_dataset default
+    assert "centroid_separability" in alpha["metafeatures"]
+    assert after["datasets"]["beta"]["metafeatures"] == {"n_classes": -1.0}
+    assert after["datasets"]["gamma"]["metafeatures_version"] == VERSION - 1
