@@ -5,7 +5,8 @@ same source (as for a truly new task) and picks a configuration; its recorded AL
 held-out dataset is compared with the best recorded there (the oracle) and with a
 reference configuration (the default plan).
 
-`tune_selection` chooses selection's own settings (k, the switch margin, the incumbent rule) the same way, and
+`tune_selection` chooses selection's own settings (k, the switch margin, the incumbent rule, the
+distance's feature set, the shrinkage of the vote) the same way, and
 measures that choice honestly by nesting: for each held-out source the settings are chosen
 on the other sources only.
 """
@@ -16,11 +17,12 @@ import itertools
 import math
 
 from portfolio.meta_db import held_out_db, mean_alc_by_cell, runs_at_budget, source_of
-from portfolio.selection import INCUMBENT_RULES, SWITCH_MARGIN, SelectionError, choose_plan
+from portfolio.selection import FEATURE_SETS, INCUMBENT_RULES, SWITCH_MARGIN, SelectionError, choose_plan
 
 # The settings tuning tries (data); ties go to the earlier entry, so the defaults come first.
 SELECTION_GRID = {"k": [3, 1, 2, 5], "switch_margin": [SWITCH_MARGIN, 0.0, 0.01, 0.05],
-                  "incumbent_rule": list(INCUMBENT_RULES)}
+                  "incumbent_rule": list(INCUMBENT_RULES), "features": list(FEATURE_SETS),
+                  "shrinkage": [0.0, 0.25, 0.5]}
 
 
 def leave_one_source_out(db: dict, *, reference: str = "default", **kwargs) -> list[dict]:
@@ -60,9 +62,11 @@ def _settings(grid: dict) -> list[dict]:
 
 
 def best_settings(db: dict, *, grid: dict = SELECTION_GRID, **kwargs) -> tuple[dict, float]:
-    """The settings of least leave-one-source-out regret on `db` (first in grid order on ties)."""
+    """The settings of least leave-one-source-out regret on `db` (first in grid order on ties).
+    A setting given in `kwargs` is held fixed: its grid entry is left out."""
+    tuned = {name: values for name, values in grid.items() if name not in kwargs}
     scored = [(mean_regret(leave_one_source_out(db, **setting, **kwargs)), index, setting)
-              for index, setting in enumerate(_settings(grid))]
+              for index, setting in enumerate(_settings(tuned))]
     regret, _, setting = min(scored, key=lambda item: (round(item[0], 9), item[1]))
     return setting, regret
 

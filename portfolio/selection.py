@@ -9,7 +9,10 @@ or mean absolute (manhattan) scaled difference over the features both datasets h
 
 The k nearest datasets vote with bounded weights 1 / (d + `DISTANCE_FLOOR`). Each votes with
 *regret*, the gap between a configuration's ALC there and the best ALC recorded there, so a
-hard task (ALC 0.3) and an easy one (0.99) weigh alike. The configuration of least weighted
+hard task (ALC 0.3) and an easy one (0.99) weigh alike. With `shrinkage` s > 0 the vote is
+pulled towards each configuration's mean regret over all practice datasets, (1 - s) * local +
+s * overall: a plan that wins beside three neighbours but loses badly elsewhere (Whisper alone
+on speaker tasks) then needs a larger local lead. The configuration of least weighted
 regret wins, unless an incumbent plan is within `switch_margin` of it: two runs of one plan
 differ by about that much. The incumbent is model.py's default plan ("given"), or
 ("best_mean") the configuration of least mean regret over all practice datasets, the
@@ -50,12 +53,22 @@ DISTANCE_FEATURES = {
     "voiced_fraction": "linear",
     "centroid_separability": "linear",  # the landmark: speaker-like labels near 1, language-like near 0
 }
+# Named subsets of DISTANCE_FEATURES that tuning may choose between (offline_meta.loo, by nested
+# leave-one-source-out). "task" leaves out the recording-condition features (level spread,
+# silent share): each corpus has its own, so with a whole source held out they match a task to
+# whichever other corpus was recorded alike rather than to one of its kind.
+FEATURE_SETS = {
+    "all": DISTANCE_FEATURES,
+    "task": {name: scale for name, scale in DISTANCE_FEATURES.items() if name not in ("level_db_std", "silent_fraction")},
+}
+# The settings of choose_plan that `python -m offline_meta tune --write` stores in the database.
+TUNED_SETTINGS = ("k", "switch_margin", "incumbent_rule", "features", "shrinkage")
 LOG_FLOOR = 1e-4
 MAX_FEATURE_GAP = 3.0  # in interquartile ranges
 DISTANCE_FLOOR = 0.25  # weights are at most 1 / DISTANCE_FLOOR
 
 __all__ = [
-    "DISTANCE_FEATURES", "MetaDbError", "SelectionError", "choose_plan", "choose_plan_or_default", "load_db",
+    "DISTANCE_FEATURES", "FEATURE_SETS", "MetaDbError", "SelectionError", "choose_plan", "choose_plan_or_default", "load_db",
     "selection_settings", "single_best_config",
 ]
 
@@ -110,8 +123,9 @@ def _distance(gaps: dict, distance: str) -> float:
     return float(np.sqrt(np.mean(values**2)) if distance == "euclidean" else np.mean(values))
 
 
-def _vote(neighbours: list, on_dataset: dict) -> tuple[dict, dict]:
-    """Closeness-weighted mean ALC and mean regret of every configuration run on all neighbours.
+def _vote(neighbours: list, on_dataset: dict, shrinkage: float = 0.0) -> tuple[dict, dict]:
+    """Closeness-weighted mean ALC and mean regret of every configuration run on all neighbours,
+    the regret shrunk by `shrinkage` towards the configuration's mean regret over all of `on_dataset`.
 
     `neighbours` are (distance, dataset) pairs; `on_dataset` maps dataset -> config -> mean ALC.
     """
@@ -121,9 +135,11 @@ def _vote(neighbours: list, on_dataset: dict) -> tuple[dict, dict]:
     alc, regret = {}, {}
     for config in candidates:
         alc[config] = sum(w * on_dataset[ds][config] for w, (_, ds) in zip(weights, neighbours)) / total
-        regret[config] = sum(
+        local = sum(
             w * (max(on_dataset[ds].values()) - on_dataset[ds][config]) for w, (_, ds) in zip(weights, neighbours)
         ) / total
+        overall = [max(alcs.values()) - alcs[config] for alcs in on_dataset.values() if config in alcs]
+        regret[config] = (1 - shrinkage) * local + shrinkage * sum(overall) / len(overall)
     return alc, regret
 
 
@@ -161,7 +177,8 @@ def choose_plan(
     incumbent: dict | None = None,
     switch_margin: float = SWITCH_MARGIN,
     incumbent_rule: str = "given",
-    features: dict | None = None,
+    features: dict | str | None = None,
+    shrinkage: float = 0.0,
 ) -> tuple[dict, dict]:
     """Plan of the configuration with the least closeness-weighted regret over the k nearest datasets.
 
@@ -176,7 +193,10 @@ def choose_plan(
         than ``switch_margin`` (plans compare by ``config_id``: content, names aside)
     incumbent_rule : "given" (``incumbent``) or "best_mean" (the configuration of least mean regret
         over the practice datasets left after ``exclude_sources``; ``incumbent`` if none was run on all)
-    features : meta-feature -> "log" | "linear", the distance's features (default DISTANCE_FEATURES)
+    features : meta-feature -> "log" | "linear", the distance's features, or the name of one of
+        FEATURE_SETS (default DISTANCE_FEATURES)
+    shrinkage : in [0, 1], weight of each configuration's mean regret over all practice datasets
+        in its vote (0: the neighbours alone)
 
     Returns
     -------
@@ -193,7 +213,11 @@ def choose_plan(
         raise SelectionError(f"incumbent_rule must be one of {INCUMBENT_RULES}, got {incumbent_rule!r}")
     if not db or not db.get("datasets") or not db.get("runs"):
         raise SelectionError("the meta-database holds no datasets or no runs")
-    features = DISTANCE_FEATURES if features is None else features
+    if isinstance(features, str) and features not in FEATURE_SETS:
+        raise SelectionError(f"features must be a dict or one of {sorted(FEATURE_SETS)}, got {features!r}")
+    if not 0.0 <= shrinkage <= 1.0:
+        raise SelectionError(f"shrinkage must be in [0, 1], got {shrinkage!r}")
+    features = FEATURE_SETS.get(features, features) if isinstance(features, str) else features or DISTANCE_FEATURES
     budget, runs = runs_at_budget(db)
     excluded = set(exclude_sources)
     sources = {name: entry.get("source", name) for name, entry in db["datasets"].items()}
@@ -230,7 +254,7 @@ def choose_plan(
 
     def decide(scales_used: dict) -> tuple[list, dict, dict, str, str]:
         neighbours = nearest(scales_used)
-        alc, regret = _vote(neighbours, on_dataset) if neighbours else ({}, {})
+        alc, regret = _vote(neighbours, on_dataset, shrinkage) if neighbours else ({}, {})
         if not regret:
             raise SelectionError(
                 f"no configuration was run on all of the nearest datasets {[n for _, n in neighbours]}"
@@ -277,9 +301,9 @@ def choose_plan(
 
 
 def selection_settings(db: dict) -> dict:
-    """The k, switch margin and incumbent rule stored by `python -m offline_meta tune --write`, if any."""
+    """The selection settings stored by `python -m offline_meta tune --write`, if any."""
     stored = db.get("selection") or {}
-    return {key: stored[key] for key in ("k", "switch_margin", "incumbent_rule") if key in stored}
+    return {key: stored[key] for key in TUNED_SETTINGS if key in stored}
 
 
 def choose_plan_or_default(

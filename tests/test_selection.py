@@ -11,7 +11,8 @@ import pytest
 from harness.dataset import atomic_write_json
 from portfolio.meta_db import SCHEMA_VERSION, new_db
 from portfolio.selection import (
-    MAX_FEATURE_GAP, MetaDbError, SelectionError, choose_plan, choose_plan_or_default, load_db,
+    DISTANCE_FEATURES, FEATURE_SETS, MAX_FEATURE_GAP, MetaDbError, SelectionError, choose_plan, choose_plan_or_default,
+    load_db,
 )
 
 DEFAULT = {"name": "fallback", "steps": [{"member": "linear"}]}
@@ -239,3 +240,29 @@ def test_the_database_tuned_k_applies_unless_the_caller_gives_one(tmp_path):
     atomic_write_json(path, {**hand_db(), "selection": {"k": 1, "switch_margin": 0.0}})
     assert choose_plan_or_default(near_c, path, DEFAULT, **HAND)[1]["config"] == "P"
     assert choose_plan_or_default(near_c, path, DEFAULT, k=3, **HAND)[1]["config"] == "Q"
+
+
+def test_shrinkage_pulls_the_vote_towards_each_plans_regret_over_all_datasets():
+    near_b = {"f1": 9.0, "f2": 90.0}  # nearest: B (Q best: regret P 0.7, Q 0)
+    overall = {"P": (0.0 + 0.7 + 0.0) / 3, "Q": (0.8 + 0.0 + 0.1) / 3}  # over A, B, C
+    _, info = choose_plan(near_b, hand_db(), k=1, shrinkage=0.5, **HAND)
+    assert info["regrets"]["P"] == pytest.approx(0.5 * 0.7 + 0.5 * overall["P"])
+    assert info["regrets"]["Q"] == pytest.approx(0.5 * overall["Q"]) and info["config"] == "Q"
+    _, info = choose_plan(near_b, hand_db(), k=1, shrinkage=1.0, **HAND)
+    assert info["config"] == "P"  # the neighbours no longer count: the plan of least overall regret
+    with pytest.raises(SelectionError, match="shrinkage must be in"):
+        choose_plan(near_b, hand_db(), shrinkage=1.5, **HAND)
+
+
+def test_features_may_name_a_feature_set_and_the_tuned_one_applies_from_the_database(tmp_path):
+    assert set(FEATURE_SETS["task"]) < set(FEATURE_SETS["all"]) == set(DISTANCE_FEATURES)
+    with pytest.raises(SelectionError, match="one of"):
+        choose_plan({"f1": 1.0}, hand_db(), features="no such set")
+    near_b = {"f1": 9.0, "f2": 90.0}
+    path = tmp_path / "meta_db.json"
+    atomic_write_json(path, {**hand_db(), "selection": {"k": 1, "shrinkage": 1.0}})
+    assert choose_plan_or_default(near_b, path, DEFAULT, **HAND)[1]["config"] == "P"
+    # A named set of the real meta-features: none of them is in the hand database, so selection fails.
+    atomic_write_json(path, {**hand_db(), "selection": {"features": "task"}})
+    _, info = choose_plan_or_default(near_b, path, DEFAULT)
+    assert info["fallback"] and "no meta-feature of this dataset is known" in info["reason"]
