@@ -123,9 +123,19 @@ def _distance(gaps: dict, distance: str) -> float:
     return float(np.sqrt(np.mean(values**2)) if distance == "euclidean" else np.mean(values))
 
 
-def _vote(neighbours: list, on_dataset: dict, shrinkage: float = 0.0) -> tuple[dict, dict]:
+def _overall_regret(on_dataset: dict) -> dict:
+    """Config -> its mean regret over the datasets of `on_dataset` (dataset -> config -> ALC) it ran on."""
+    gaps: dict[str, list] = {}
+    for alcs in on_dataset.values():
+        best = max(alcs.values())
+        for config, value in alcs.items():
+            gaps.setdefault(config, []).append(best - value)
+    return {config: sum(values) / len(values) for config, values in gaps.items()}
+
+
+def _vote(neighbours: list, on_dataset: dict, overall: dict, shrinkage: float = 0.0) -> tuple[dict, dict]:
     """Closeness-weighted mean ALC and mean regret of every configuration run on all neighbours,
-    the regret shrunk by `shrinkage` towards the configuration's mean regret over all of `on_dataset`.
+    the regret shrunk by `shrinkage` towards the configuration's `overall` regret (_overall_regret).
 
     `neighbours` are (distance, dataset) pairs; `on_dataset` maps dataset -> config -> mean ALC.
     """
@@ -138,8 +148,7 @@ def _vote(neighbours: list, on_dataset: dict, shrinkage: float = 0.0) -> tuple[d
         local = sum(
             w * (max(on_dataset[ds].values()) - on_dataset[ds][config]) for w, (_, ds) in zip(weights, neighbours)
         ) / total
-        overall = [max(alcs.values()) - alcs[config] for alcs in on_dataset.values() if config in alcs]
-        regret[config] = (1 - shrinkage) * local + shrinkage * sum(overall) / len(overall)
+        regret[config] = (1 - shrinkage) * local + shrinkage * overall[config]
     return alc, regret
 
 
@@ -213,11 +222,13 @@ def choose_plan(
         raise SelectionError(f"incumbent_rule must be one of {INCUMBENT_RULES}, got {incumbent_rule!r}")
     if not db or not db.get("datasets") or not db.get("runs"):
         raise SelectionError("the meta-database holds no datasets or no runs")
-    if isinstance(features, str) and features not in FEATURE_SETS:
-        raise SelectionError(f"features must be a dict or one of {sorted(FEATURE_SETS)}, got {features!r}")
+    if isinstance(features, str):
+        if features not in FEATURE_SETS:
+            raise SelectionError(f"features must be a dict or one of {sorted(FEATURE_SETS)}, got {features!r}")
+        features = FEATURE_SETS[features]
     if not 0.0 <= shrinkage <= 1.0:
         raise SelectionError(f"shrinkage must be in [0, 1], got {shrinkage!r}")
-    features = FEATURE_SETS.get(features, features) if isinstance(features, str) else features or DISTANCE_FEATURES
+    features = DISTANCE_FEATURES if features is None else features
     budget, runs = runs_at_budget(db)
     excluded = set(exclude_sources)
     sources = {name: entry.get("source", name) for name, entry in db["datasets"].items()}
@@ -235,6 +246,7 @@ def choose_plan(
     on_dataset = {}  # dataset -> config -> mean ALC
     for (dataset, config), value in alcs.items():
         on_dataset.setdefault(dataset, {})[config] = value
+    overall = _overall_regret(on_dataset)  # the same for every vote below
     single_best = single_best_config(on_dataset, stale) if incumbent_rule == "best_mean" else None
     if single_best is not None:
         incumbent_id = config_id(configs[single_best[0]]["plan"])
@@ -254,7 +266,7 @@ def choose_plan(
 
     def decide(scales_used: dict) -> tuple[list, dict, dict, str, str]:
         neighbours = nearest(scales_used)
-        alc, regret = _vote(neighbours, on_dataset, shrinkage) if neighbours else ({}, {})
+        alc, regret = _vote(neighbours, on_dataset, overall, shrinkage) if neighbours else ({}, {})
         if not regret:
             raise SelectionError(
                 f"no configuration was run on all of the nearest datasets {[n for _, n in neighbours]}"
