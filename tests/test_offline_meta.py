@@ -496,3 +496,9 @@ def test_metafeatures_refresh_recomputes_stale_vectors_keeps_runs_and_skips_othe
     assert "centroid_separability" in alpha["metafeatures"]
     assert after["datasets"]["beta"]["metafeatures"] == {"n_classes": -1.0}
     assert after["datasets"]["gamma"]["metafeatures_version"] == VERSION - 1
+
+
+def test_every_tuned_setting_is_one_the_runtime_reads_back_from_the_database():
+    from offline_meta.loo import SELECTION_GRID
+    from portfolio.selection import TUNED_SETTINGS
+    assert set(SELECTION_GRID) == set(TUNED_SETTINGS)
