@@ -6,7 +6,7 @@ held-out dataset is compared with the best recorded there (the oracle) and with 
 reference configuration (the default plan).
 
 `tune_selection` chooses selection's own settings (k, the switch margin, the incumbent rule, the
-distance's feature set, the shrinkage of the vote) the same way, and
+distance's feature set, the shrinkage of the vote, which datasets vote on each configuration) the same way, and
 measures that choice honestly by nesting: for each held-out source the settings are chosen
 on the other sources only.
 """
@@ -17,12 +17,12 @@ import itertools
 import math
 
 from portfolio.meta_db import held_out_db, mean_alc_by_cell, runs_at_budget, source_of
-from portfolio.selection import FEATURE_SETS, INCUMBENT_RULES, SWITCH_MARGIN, SelectionError, choose_plan
+from portfolio.selection import COVERAGES, FEATURE_SETS, INCUMBENT_RULES, SWITCH_MARGIN, SelectionError, choose_plan
 
 # The settings tuning tries (data); ties go to the earlier entry, so the defaults come first.
 SELECTION_GRID = {"k": [3, 1, 2, 5], "switch_margin": [SWITCH_MARGIN, 0.0, 0.01, 0.05],
                   "incumbent_rule": list(INCUMBENT_RULES), "features": list(FEATURE_SETS),
-                  "shrinkage": [0.0, 0.25, 0.5]}
+                  "shrinkage": [0.0, 0.25, 0.5], "coverage": list(COVERAGES)}
 
 
 def leave_one_source_out(db: dict, *, reference: str = "default", **kwargs) -> list[dict]:
@@ -40,7 +40,8 @@ def leave_one_source_out(db: dict, *, reference: str = "default", **kwargs) -> l
         row = {"dataset": dataset, "source": source_of(db, dataset), "oracle": max(on_dataset.values()),
                "reference": reference_alc}
         try:
-            _, info = choose_plan(entry["metafeatures"], db, exclude_sources=(source_of(db, dataset),), **kwargs)
+            _, info = choose_plan(entry["metafeatures"], db, exclude_sources=(source_of(db, dataset),), explain=False,
+                                  **kwargs)
             row.update(chosen=info["config"], alc=on_dataset.get(info["config_id"]))
         except SelectionError as error:
             row.update(chosen=None, alc=None, why=str(error))

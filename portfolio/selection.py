@@ -7,7 +7,10 @@ range over the practice datasets, and each scaled difference capped at `MAX_FEAT
 so one odd feature cannot decide alone. The distance is the root mean square (euclidean)
 or mean absolute (manhattan) scaled difference over the features both datasets have.
 
-The k nearest datasets vote with bounded weights 1 / (d + `DISTANCE_FLOOR`). Each votes with
+The k nearest datasets vote with bounded weights 1 / (d + `DISTANCE_FLOOR`), on the
+configurations run on all k (`coverage` "all"), or each configuration's own k nearest among the
+datasets it was run on (`coverage` "own": an alternative run on a few practice datasets only can
+then win where those are near). Each votes with
 *regret*, the gap between a configuration's ALC there and the best ALC recorded there, so a
 hard task (ALC 0.3) and an easy one (0.99) weigh alike. With `shrinkage` s > 0 the vote is
 pulled towards each configuration's mean regret over all practice datasets, (1 - s) * local +
@@ -39,6 +42,7 @@ LOG = logging.getLogger("autospeech.selection")
 SWITCH_MARGIN = 0.02
 DISTANCES = ("euclidean", "manhattan")
 INCUMBENT_RULES = ("given", "best_mean")  # see the module docstring
+COVERAGES = ("all", "own")  # which datasets vote on a configuration: see _neighbours_of
 # The meta-features the distance uses, one per concept, and their scale ("log": log10 of the
 # value, floored at LOG_FLOOR; "linear": as is). Size is n_classes x clips_per_class_mean.
 DISTANCE_FEATURES = {
@@ -62,7 +66,7 @@ FEATURE_SETS = {
     "task": {name: scale for name, scale in DISTANCE_FEATURES.items() if name not in ("level_db_std", "silent_fraction")},
 }
 # The settings of choose_plan that `python -m offline_meta tune --write` stores in the database.
-TUNED_SETTINGS = ("k", "switch_margin", "incumbent_rule", "features", "shrinkage")
+TUNED_SETTINGS = ("k", "switch_margin", "incumbent_rule", "features", "shrinkage", "coverage")
 LOG_FLOOR = 1e-4
 MAX_FEATURE_GAP = 3.0  # in interquartile ranges
 DISTANCE_FLOOR = 0.25  # weights are at most 1 / DISTANCE_FLOOR
@@ -133,23 +137,39 @@ def _overall_regret(on_dataset: dict) -> dict:
     return {config: sum(values) / len(values) for config, values in gaps.items()}
 
 
-def _vote(neighbours: list, on_dataset: dict, overall: dict, shrinkage: float = 0.0) -> tuple[dict, dict]:
-    """Closeness-weighted mean ALC and mean regret of every configuration run on all neighbours,
-    the regret shrunk by `shrinkage` towards the configuration's `overall` regret (_overall_regret).
+def _vote(neighbours_of: dict, on_dataset: dict, overall: dict, shrinkage: float = 0.0) -> tuple[dict, dict]:
+    """Closeness-weighted mean ALC and mean regret of each configuration over its neighbours, the
+    regret shrunk by `shrinkage` towards the configuration's `overall` regret (_overall_regret).
 
-    `neighbours` are (distance, dataset) pairs; `on_dataset` maps dataset -> config -> mean ALC.
+    `neighbours_of` maps config -> its voting (distance, dataset) pairs; `on_dataset` maps
+    dataset -> config -> mean ALC.
     """
-    candidates = set.intersection(*(set(on_dataset[dataset]) for _, dataset in neighbours))
-    weights = [1.0 / (d + DISTANCE_FLOOR) for d, _ in neighbours]
-    total = sum(weights)
     alc, regret = {}, {}
-    for config in candidates:
+    for config, neighbours in neighbours_of.items():
+        weights = [1.0 / (d + DISTANCE_FLOOR) for d, _ in neighbours]
+        total = sum(weights)
         alc[config] = sum(w * on_dataset[ds][config] for w, (_, ds) in zip(weights, neighbours)) / total
         local = sum(
             w * (max(on_dataset[ds].values()) - on_dataset[ds][config]) for w, (_, ds) in zip(weights, neighbours)
         ) / total
         regret[config] = (1 - shrinkage) * local + shrinkage * overall[config]
     return alc, regret
+
+
+def _neighbours_of(ranked: list, on_dataset: dict, k: int, coverage: str) -> dict:
+    """Config -> the (distance, dataset) pairs that vote on it: with coverage "all" the k nearest
+    datasets, for the configurations run on all of them; with "own" each configuration's k nearest
+    among the datasets it was run on (a configuration run on fewer than k of them has no vote), so
+    an alternative run on a few datasets only can still be chosen where those datasets are near."""
+    if coverage == "all":
+        nearest = ranked[:k]
+        common = set.intersection(*(set(on_dataset[dataset]) for _, dataset in nearest)) if nearest else set()
+        return {config: nearest for config in common}
+    neighbours_of: dict[str, list] = {}
+    for item in ranked:
+        for config in on_dataset[item[1]]:
+            neighbours_of.setdefault(config, []).append(item)
+    return {config: items[:k] for config, items in neighbours_of.items() if len(items) >= k}
 
 
 def single_best_config(on_dataset: dict, left_out: set | frozenset = frozenset()) -> tuple[str, float] | None:
@@ -188,6 +208,8 @@ def choose_plan(
     incumbent_rule: str = "given",
     features: dict | str | None = None,
     shrinkage: float = 0.0,
+    coverage: str = "all",
+    explain: bool = True,
 ) -> tuple[dict, dict]:
     """Plan of the configuration with the least closeness-weighted regret over the k nearest datasets.
 
@@ -206,13 +228,18 @@ def choose_plan(
         FEATURE_SETS (default DISTANCE_FEATURES)
     shrinkage : in [0, 1], weight of each configuration's mean regret over all practice datasets
         in its vote (0: the neighbours alone)
+    coverage : "all" (the k nearest datasets vote, on the configurations run on all of them) or
+        "own" (each configuration's k nearest among the datasets it was run on)
+    explain : find the decisive features (one more choice per feature); leave-one-out tuning,
+        which only needs the choice, turns it off
 
     Returns
     -------
     (plan, info): a copy of the plan; info holds "config", "config_id", "neighbours"
     ([{dataset, source, distance, weight, features_used}]), "scores" (config name -> weighted ALC),
     "regrets" (config name -> weighted regret), "features_used", "decisive_features" (those
-    whose removal alone changes the choice) and "reason".
+    whose removal alone changes the choice; empty unless ``explain``) and "reason". "neighbours"
+    are those that voted on the chosen configuration.
     """
     if not isinstance(k, int) or k < 1:
         raise SelectionError(f"k must be an int >= 1, got {k!r}")
@@ -226,6 +253,8 @@ def choose_plan(
         if features not in FEATURE_SETS:
             raise SelectionError(f"features must be a dict or one of {sorted(FEATURE_SETS)}, got {features!r}")
         features = FEATURE_SETS[features]
+    if coverage not in COVERAGES:
+        raise SelectionError(f"coverage must be one of {COVERAGES}, got {coverage!r}")
     if not 0.0 <= shrinkage <= 1.0:
         raise SelectionError(f"shrinkage must be in [0, 1], got {shrinkage!r}")
     features = DISTANCE_FEATURES if features is None else features
@@ -256,34 +285,39 @@ def choose_plan(
         raise SelectionError("no meta-feature of this dataset is known in the database")
     scales = _robust_scales(practice)
 
-    def nearest(scales_used: dict) -> list:
+    def ranked(scales_used: dict) -> list:
+        """(distance, dataset) of every practice dataset, nearest first."""
         if not set(target) & set(scales_used):
             # Nothing separates the practice datasets (e.g. there is only one): all are equally near.
             return [(0.0, dataset) for dataset in sorted(practice)]
         scored = [(_distance(_gaps(target, features_, scales_used), distance), name)
                   for name, features_ in practice.items()]
-        return sorted(item for item in scored if math.isfinite(item[0]))[:k]
+        return sorted(item for item in scored if math.isfinite(item[0]))
 
-    def decide(scales_used: dict) -> tuple[list, dict, dict, str, str]:
-        neighbours = nearest(scales_used)
-        alc, regret = _vote(neighbours, on_dataset, overall, shrinkage) if neighbours else ({}, {})
+    def decide(scales_used: dict) -> tuple[dict, dict, dict, str, str]:
+        order = ranked(scales_used)
+        separable = bool(set(target) & set(scales_used))  # else every dataset votes, equally near
+        neighbours_of = _neighbours_of(order, on_dataset, k if separable else len(order), coverage)
+        alc, regret = _vote(neighbours_of, on_dataset, overall, shrinkage)
         if not regret:
             raise SelectionError(
-                f"no configuration was run on all of the nearest datasets {[n for _, n in neighbours]}"
+                f"no configuration was run on all of the nearest datasets {[n for _, n in order[:k]]}"
+                if coverage == "all" else f"no configuration was run on {k} or more of the practice datasets"
             )
         usable = {c: r for c, r in regret.items() if c not in stale}
         if not usable:
             raise SelectionError(f"only a stale default plan {sorted(stale)} was run on the nearest datasets")
         best, why = _pick(usable, incumbent_id, configs, switch_margin)
-        return neighbours, alc, regret, best, why
+        return neighbours_of, alc, regret, best, why
 
-    neighbours, alc, regret, best, why = decide(scales)
+    neighbours_of, alc, regret, best, why = decide(scales)
+    neighbours = neighbours_of[best]
     if stale & set(regret):
         # The database's "default" is an older default plan: never run it in place of today's.
         LOG.warning("meta-database %s holds a default plan other than today's (edited after the build?): "
                     "left out of selection; rebuild with python -m offline_meta build", sorted(stale & set(regret)))
     decisive = []
-    for name in sorted(set(target) & set(scales)):
+    for name in sorted(set(target) & set(scales)) if explain else ():
         try:
             if decide({f: s for f, s in scales.items() if f != name})[3] != best:
                 decisive.append(name)
@@ -306,7 +340,8 @@ def choose_plan(
         "decisive_features": decisive,
         "reason": (
             f"{config['name']} {why} closeness-weighted regret ({regret[best]:.4f}; mean ALC {alc[best]:.4f}) "
-            f"over the {len(neighbours)} nearest practice datasets {[n for _, n in neighbours]}"
+            f"over the {len(neighbours)} nearest practice datasets{' it was run on' if coverage == 'own' else ''} "
+            f"{[n for _, n in neighbours]}"
         ),
     }
     return plan, info

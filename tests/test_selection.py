@@ -266,3 +266,38 @@ def test_features_may_name_a_feature_set_and_the_tuned_one_applies_from_the_data
     atomic_write_json(path, {**hand_db(), "selection": {"features": "task"}})
     _, info = choose_plan_or_default(near_b, path, DEFAULT)
     assert info["fallback"] and "no meta-feature of this dataset is known" in info["reason"]
+
+
+def sparse_db() -> dict:
+    """hand_db plus an alternative R run on the far dataset B only, where it is best."""
+    db = hand_db()
+    db["configs"]["idR"] = {"name": "R", "plan": plan_of("Q") | {"name": "R", "ensemble_size": 2}}
+    db["runs"].append({"dataset": "B", "config_id": "idR", "time_budget": 300.0, "status": "ok", "alc": 0.95,
+                       "config": db["configs"]["idR"]})
+    return db
+
+
+def test_coverage_own_lets_an_alternative_run_on_few_datasets_vote_from_its_own_nearest():
+    near_a = {"f1": 1.0, "f2": 10.0}  # nearest A, then C; R was run on B only
+    _, info = choose_plan(near_a, sparse_db(), k=1, **HAND)
+    assert info["config"] == "P" and "R" not in info["regrets"]
+    _, info = choose_plan(near_a, sparse_db(), k=1, coverage="own", **HAND)
+    # R's own nearest dataset is B, where it is best (regret 0); P's is A (regret 0 too): the tie goes to P.
+    assert info["regrets"]["R"] == pytest.approx(0.0) and info["config"] == "P"
+    _, info = choose_plan({"f1": 9.0, "f2": 90.0}, sparse_db(), k=1, coverage="own", **HAND)
+    assert info["config"] == "R" and [n["dataset"] for n in info["neighbours"]] == ["B"]
+    assert "it was run on" in info["reason"]
+    # With k = 2 R has too few datasets to vote on.
+    _, info = choose_plan(near_a, sparse_db(), k=2, coverage="own", **HAND)
+    assert "R" not in info["regrets"] and set(info["regrets"]) == {"P", "Q"}
+    with pytest.raises(SelectionError, match="coverage must be one of"):
+        choose_plan(near_a, sparse_db(), coverage="nearest", **HAND)
+
+
+def test_explain_off_skips_the_decisive_features_but_not_the_choice():
+    odd = {"f1": 9.0, "f2": 10.0}  # nearest C (P); by f1 alone B (Q), by f2 alone A (P)
+    _, explained = choose_plan(odd, hand_db(), k=1, **HAND)
+    _, quiet = choose_plan(odd, hand_db(), k=1, explain=False, **HAND)
+    assert quiet["config"] == explained["config"] and quiet["regrets"] == explained["regrets"]
+    assert explained["config"] == "P" and explained["decisive_features"] == ["f2"]
+    assert quiet["decisive_features"] == []
