@@ -12,6 +12,8 @@ Each entry of the list is one of
                                                             # order (alternatives to replay, offline_meta/subplans.py)
     {..., "step_rounds": {"<position>": int, ...}}         # with plan_file (alone or beside step_order):
                                                             # fewer rounds for the file's steps at these positions
+    {..., "settings": {"pool_per_step": 2, ...}}            # with plan_file: these plan-wide settings replace
+                                                            # the file's (any key of a plan but name and steps)
 
 A one-step plan runs a single member in isolation (what the portfolio simulation
 composes); a longer plan is run for real so the simulation can be checked against it.
@@ -42,12 +44,13 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
         raise ConfigError(f"{where} must be an object with a non-empty string name, got {entry!r}")
     where = f"{path}: configuration {entry['name']!r}"
-    unknown = set(entry) - {"name", "plan", "plan_file", "step_rounds", *DERIVING_KEYS}
+    unknown = set(entry) - {"name", "plan", "plan_file", "step_rounds", "settings", *DERIVING_KEYS}
     if unknown or ("plan" in entry) == ("plan_file" in entry):
         raise ConfigError(f"{where} must have a name and exactly one of plan, plan_file; got keys {sorted(entry)}")
     if "plan" in entry:
-        if (DERIVING_KEYS | {"step_rounds"}) & set(entry):
-            raise ConfigError(f"{where}: {', '.join(sorted(DERIVING_KEYS | {'step_rounds'}))} go with plan_file, not plan")
+        if (DERIVING_KEYS | {"step_rounds", "settings"}) & set(entry):
+            raise ConfigError(f"{where}: {', '.join(sorted(DERIVING_KEYS | {'settings', 'step_rounds'}))} "
+                              "go with plan_file, not plan")
         return [(entry["name"], entry["plan"])]
     plan_path = path.parent / entry["plan_file"]
     try:
@@ -56,6 +59,12 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
         raise ConfigError(f"{where}: cannot read plan_file {str(plan_path)!r} ({error})") from error
     if not isinstance(base, dict) or not isinstance(base.get("steps"), list):
         raise ConfigError(f"{where}: plan_file {str(plan_path)!r} must hold a plan object with a steps list")
+    if "settings" in entry:
+        settings = entry["settings"]
+        if not isinstance(settings, dict) or not settings or {"name", "steps"} & set(settings):
+            raise ConfigError(f"{where}: settings must be a non-empty object of plan-wide keys (not name or steps), "
+                              f"got {settings!r}")
+        base = {**base, **settings}
     if len(DERIVING_KEYS & set(entry)) > 1:
         raise ConfigError(f"{where}: {', '.join(sorted(DERIVING_KEYS))} exclude each other")
     if "step_rounds" in entry:

@@ -31,6 +31,10 @@ from portfolio.round_log import ROUND_PATTERN, ROUNDS_DIR, VALIDATION_FILE
 from portfolio.scheduler import Round, greedy_ensemble, updated_pool
 
 
+# The plan settings the replay applies (the ensemble's); the others shape the logged rounds themselves.
+ENSEMBLE_SETTINGS = ("pool_size", "pool_per_step", "ensemble_size", "min_improvement")
+
+
 class ReplayError(ValueError):
     """A round log is missing, unreadable or does not fit the others; the message names it."""
 
@@ -78,7 +82,7 @@ def _check_same_validation(traces: list[Trace]) -> None:
 
 def replay_curve(
     steps: list[tuple[Trace, float]], y_test: np.ndarray, time_budget: float, *,
-    pool_size: int = 12, ensemble_size: int = 8, min_improvement: float = 1e-4,
+    pool_size: int = 12, ensemble_size: int = 8, min_improvement: float = 1e-4, pool_per_step: int | None = None,
 ) -> tuple[list[float], list[float]]:
     """Charged times and test scores of the predictions the plan `steps` ((trace, cap_s)) would make."""
     _check_same_validation([trace for trace, _ in steps])
@@ -104,7 +108,7 @@ def replay_curve(
             elif not math.isfinite(round_.val_score):  # the runtime returns an unvalidated round as it is
                 best_prediction = round_.test_proba
             else:
-                pool = updated_pool(pool, round_, pool_size)
+                pool = updated_pool(pool, round_, pool_size, pool_per_step)
                 if len(pool) == 1:
                     weights, score = np.ones(1), pool[0].val_score
                 else:
@@ -156,6 +160,6 @@ def compare_replay_with_real(db: dict, work: str | Path, suite: str | Path, time
         else:
             if row["dataset"] not in solutions:
                 solutions[row["dataset"]] = read_test_solution(Path(suite) / row["dataset"])
-            settings = {key: plan[key] for key in ("pool_size", "ensemble_size", "min_improvement") if key in plan}
+            settings = {key: plan[key] for key in ENSEMBLE_SETTINGS if key in plan}
             row["replayed"] = replay_alc(traces, solutions[row["dataset"]], runs.time_budget, **settings)
     return rows

@@ -26,12 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from harness.dataset import read_test_solution
-from offline_meta.replay import ReplayError, Trace, load_trace, replay_alc
+from offline_meta.replay import ENSEMBLE_SETTINGS, ReplayError, Trace, load_trace, replay_alc
 from portfolio.meta_db import canonical_json, mean_alc_by_cell, runs_at_budget, source_of
 from portfolio.round_log import ROUNDS_DIR, VALIDATION_FILE
 
-PLAN_SETTINGS = ("validation", "pool_size", "ensemble_size", "min_improvement")  # must match the parent's
-ENSEMBLE_SETTINGS = ("pool_size", "ensemble_size", "min_improvement")
+PLAN_SETTINGS = ("validation",)  # must match the parent's: it decides the clips every logged round is scored on
 
 
 def step_traces(trace: Trace) -> dict[int, Trace]:

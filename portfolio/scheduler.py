@@ -166,9 +166,23 @@ def greedy_ensemble(val_probas: list[np.ndarray], y_val_onehot: np.ndarray, max_
     return best_counts / best_counts.sum(), best_score
 
 
-def updated_pool(pool: list[Round], candidate: Round, pool_size: int) -> list[Round]:
-    """The ensemble's candidates after a new round: the best `pool_size` by validation score."""
-    return sorted(pool + [candidate], key=lambda r: r.val_score, reverse=True)[:pool_size]
+def updated_pool(pool: list[Round], candidate: Round, pool_size: int, per_step: int | None = None) -> list[Round]:
+    """The ensemble's candidates after a new round: the best `pool_size` by validation score, at most
+    `per_step` of them from one plan step (None: no cap).
+
+    Without the cap one step's many similar rounds can fill the pool and shut out a member that
+    scores a little lower on a small validation split but would add to the average.
+    """
+    ranked = sorted(pool + [candidate], key=lambda r: r.val_score, reverse=True)
+    if per_step is not None:
+        kept: dict[int, int] = {}
+        capped = []
+        for round_ in ranked:
+            kept[round_.step_index] = kept.get(round_.step_index, 0) + 1
+            if kept[round_.step_index] <= per_step:
+                capped.append(round_)
+        ranked = capped
+    return ranked[:pool_size]
 
 
 class Scheduler:
@@ -564,7 +578,8 @@ class Scheduler:
             self.best_prediction = candidate.test_proba
             LOG.info("first prediction from %s, not validated (no time for its fold copies)", candidate.label)
             return self.best_prediction
-        self.ensemble_pool = updated_pool(self.ensemble_pool, candidate, self.plan.get("pool_size", 12))
+        self.ensemble_pool = updated_pool(self.ensemble_pool, candidate, self.plan.get("pool_size", 12),
+                                          self.plan.get("pool_per_step"))
         weights, score = self._ensemble(remaining_s - margin_s - (time.monotonic() - start))
         if self.best_prediction is not None and score <= self.best_score + self.plan.get("min_improvement", 1e-4):
             return self.best_prediction

@@ -55,6 +55,13 @@ def test_load_plan_names_the_file(tmp_path):
         load_plan(path, MEMBERS)
 
 
+@pytest.mark.parametrize("bad", [0, 1.5, True, "3"])
+def test_check_plan_names_a_bad_pool_per_step(bad):
+    with pytest.raises(PlanError, match=rf"pool_per_step must be an int >= 1 or null, got {bad!r}"):
+        check_plan({"pool_per_step": bad, "steps": [{"member": "linear"}]}, {"linear": object})
+    assert check_plan({"pool_per_step": 2, "steps": [{"member": "linear"}]}, {"linear": object})["pool_per_step"] == 2
+
+
 def test_check_plan_names_an_unknown_validation_key():
     with pytest.raises(PlanError, match=r"validation must be an object with keys among .*got \{'fold': 3\}"):
         check_plan({"validation": {"fold": 3}, "steps": [{"member": "linear"}]}, {"linear": object})

@@ -9,12 +9,14 @@ import pytest
 
 from portfolio.embeddings import speed_key
 from portfolio.scheduler import (
+    Round,
     Scheduler,
     choose_validation,
     class_balanced_subset,
     greedy_ensemble,
     stratified_folds,
     stratified_validation_split,
+    updated_pool,
     validation_score,
 )
 from tests.conftest import tone_clips
@@ -329,3 +331,17 @@ def test_a_round_that_changes_nothing_ends_its_step(pitch_embedder):
     assert sum(label.startswith("step0") for label in labels) == 1
     # The noisy member's rounds differ (noise, then none): all three are kept.
     assert sum(label.startswith("step1") for label in labels) >= 2 and scheduler.done_training
+
+
+def test_the_pool_keeps_the_best_rounds_at_most_pool_per_step_of_each_step():
+    def round_(step_index: int, score: float) -> Round:
+        return Round(f"s{step_index}:{score}", np.zeros((2, 2)), score, None, {}, step_index)
+
+    pool = []
+    for step_index, score in [(0, 0.5), (1, 0.9), (1, 0.85), (1, 0.8), (2, 0.7)]:
+        pool = updated_pool(pool, round_(step_index, score), pool_size=3)
+    assert [r.val_score for r in pool] == [0.9, 0.85, 0.8]  # one step's rounds fill the pool
+    pool = []
+    for step_index, score in [(0, 0.5), (1, 0.9), (1, 0.85), (1, 0.8), (2, 0.7)]:
+        pool = updated_pool(pool, round_(step_index, score), pool_size=3, per_step=2)
+    assert [(r.step_index, r.val_score) for r in pool] == [(1, 0.9), (1, 0.85), (2, 0.7)]

@@ -66,10 +66,12 @@ def test_the_parents_own_order_replays_its_run_and_a_dropped_step_brings_the_nex
     assert replay_subplan(steps, [(2, None)], PARENT, Y_TEST, 60.0) == 0.0  # a step with no round adds nothing
 
 
-def test_subplan_positions_need_the_parents_steps_and_ensemble_settings():
+def test_subplan_positions_need_the_parents_steps_and_validation():
     assert subplan_positions({**PARENT, "steps": [STEPS[3], STEPS[0]]}, PARENT) == [(3, None), (0, None)]
     assert subplan_positions({**PARENT, "steps": [STEPS[0], {**STEPS[1], "rounds": 2}]}, PARENT) is None  # more rounds
-    assert subplan_positions({**PARENT, "pool_size": 8, "steps": STEPS[:1]}, PARENT) is None
+    # The ensemble's settings may differ (the replay applies them); the validation split may not.
+    assert subplan_positions({**PARENT, "pool_size": 8, "pool_per_step": 1, "steps": STEPS[:1]}, PARENT) == [(0, None)]
+    assert subplan_positions({**PARENT, "validation": {"fraction": 0.3}, "steps": STEPS[:1]}, PARENT) is None
     assert subplan_positions({**PARENT, "name": "renamed"}, PARENT) == [(0, None), (1, None), (2, None), (3, None)]
 
 
@@ -111,6 +113,19 @@ def test_step_rounds_in_a_configurations_file_give_steps_fewer_rounds(tmp_path):
                                                     "step_rounds": {"1": 2}}]))
     with pytest.raises(ConfigError, match="step_rounds goes with plan_file alone or with step_order"):
         load_configs(tmp_path / "bad.json")
+
+
+def test_settings_in_a_configurations_file_replace_plan_wide_keys_and_still_replay_as_a_subplan(tmp_path):
+    (tmp_path / "parent.json").write_text(json.dumps(PARENT))
+    (tmp_path / "configs.json").write_text(json.dumps([{"name": "capped", "plan_file": "parent.json",
+                                                        "step_order": [3, 0], "settings": {"pool_per_step": 1}}]))
+    [config] = load_configs(tmp_path / "configs.json")
+    assert config["plan"] == {**PARENT, "name": "capped", "pool_per_step": 1, "steps": [STEPS[3], STEPS[0]]}
+    assert subplan_positions(config["plan"], PARENT) == [(3, None), (0, None)]
+    for settings in ({"steps": []}, {}, [1], {"pool_per_step": 0}):
+        (tmp_path / "bad.json").write_text(json.dumps([{"name": "bad", "plan_file": "parent.json", "settings": settings}]))
+        with pytest.raises(ConfigError, match="'bad'"):
+            load_configs(tmp_path / "bad.json")
 
 def logged_db(tmp_path):
     """A database with one logged parent run on a suite task, and a real run of one alternative."""

@@ -7,6 +7,7 @@ A plan is a JSON object:
                     "min_holdout_per_class": 10,          #   the median class has this many clips;
                     "folds": 3, "max_crossfit_clips": 3000},  # else out-of-fold (scheduler.choose_validation)
      "pool_size": 12,              # rounds kept (best by validation) for ensembling
+     "pool_per_step": 3,           # optional: at most this many of them from one step (default: no cap)
      "ensemble_size": 8,           # greedy forward selection (with replacement) of that many picks
      "min_improvement": 1e-4,      # a new prediction needs this much validation gain
      "margin_s": 3.0, "margin_fraction": 0.05,             # budget kept free of rounds
@@ -25,7 +26,7 @@ from pathlib import Path
 PLANS_DIR = Path(__file__).resolve().parent
 STEP_KEYS = {"member", "params", "max_per_class", "rounds", "round_s", "round_growth", "patience"}
 VALIDATION_KEYS = {"fraction", "max_clips", "min_holdout_per_class", "folds", "max_crossfit_clips"}
-PLAN_KEYS = {"name", "validation", "pool_size", "ensemble_size", "min_improvement", "margin_s", "margin_fraction", "steps"}
+PLAN_KEYS = {"name", "validation", "pool_size", "pool_per_step", "ensemble_size", "min_improvement", "margin_s", "margin_fraction", "steps"}
 
 
 class PlanError(ValueError):
@@ -42,6 +43,9 @@ def check_plan(plan: dict, members: dict, where: str = "plan") -> dict:
     validation = plan.get("validation", {})
     if not isinstance(validation, dict) or set(validation) - VALIDATION_KEYS:
         raise PlanError(f"{where}: validation must be an object with keys among {sorted(VALIDATION_KEYS)}, got {validation!r}")
+    per_step = plan.get("pool_per_step")
+    if per_step is not None and (isinstance(per_step, bool) or not isinstance(per_step, int) or per_step < 1):
+        raise PlanError(f"{where}: pool_per_step must be an int >= 1 or null, got {per_step!r}")
     steps = plan.get("steps")
     if not isinstance(steps, list) or not steps:
         raise PlanError(f"{where}: steps must be a non-empty list, got {steps!r}")
