@@ -502,3 +502,9 @@ def test_every_tuned_setting_is_one_the_runtime_reads_back_from_the_database():
     from offline_meta.loo import SELECTION_GRID
     from portfolio.selection import TUNED_SETTINGS
     assert set(SELECTION_GRID) == set(TUNED_SETTINGS)
+
+
+@pytest.mark.parametrize("path", sorted((PROJECT_DIR / "offline_meta").glob("configs*.json")), ids=lambda p: p.name)
+def test_every_committed_configurations_file_loads_with_distinct_names(path):
+    configs = load_configs(path)
+    assert configs and len({c["name"] for c in configs}) == len(configs)
