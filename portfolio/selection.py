@@ -285,24 +285,21 @@ def choose_plan(
         raise SelectionError("no meta-feature of this dataset is known in the database")
     scales = _robust_scales(practice)
 
-    def ranked(scales_used: dict) -> list:
-        """(distance, dataset) of every practice dataset, nearest first."""
-        if not set(target) & set(scales_used):
-            # Nothing separates the practice datasets (e.g. there is only one): all are equally near.
-            return [(0.0, dataset) for dataset in sorted(practice)]
-        scored = [(_distance(_gaps(target, features_, scales_used), distance), name)
-                  for name, features_ in practice.items()]
-        return sorted(item for item in scored if math.isfinite(item[0]))
-
     def decide(scales_used: dict) -> tuple[dict, dict, dict, str, str]:
-        order = ranked(scales_used)
-        separable = bool(set(target) & set(scales_used))  # else every dataset votes, equally near
-        neighbours_of = _neighbours_of(order, on_dataset, k if separable else len(order), coverage)
+        if set(target) & set(scales_used):
+            scored = [(_distance(_gaps(target, features_, scales_used), distance), name)
+                      for name, features_ in practice.items()]
+            order, n_voting = sorted(item for item in scored if math.isfinite(item[0])), k
+        else:
+            # Nothing separates the practice datasets (e.g. there is only one): all are equally near, all vote.
+            order = [(0.0, dataset) for dataset in sorted(practice)]
+            n_voting = len(order)
+        neighbours_of = _neighbours_of(order, on_dataset, n_voting, coverage)
         alc, regret = _vote(neighbours_of, on_dataset, overall, shrinkage)
         if not regret:
             raise SelectionError(
-                f"no configuration was run on all of the nearest datasets {[n for _, n in order[:k]]}"
-                if coverage == "all" else f"no configuration was run on {k} or more of the practice datasets"
+                f"no configuration was run on all of the nearest datasets {[n for _, n in order[:n_voting]]}"
+                if coverage == "all" else f"no configuration was run on {n_voting} or more of the practice datasets"
             )
         usable = {c: r for c, r in regret.items() if c not in stale}
         if not usable:

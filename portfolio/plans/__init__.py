@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from portfolio.checks import is_int
+
 PLANS_DIR = Path(__file__).resolve().parent
 STEP_KEYS = {"member", "params", "max_per_class", "rounds", "round_s", "round_growth", "patience"}
 VALIDATION_KEYS = {"fraction", "max_clips", "min_holdout_per_class", "folds", "max_crossfit_clips"}
@@ -44,7 +46,7 @@ def check_plan(plan: dict, members: dict, where: str = "plan") -> dict:
     if not isinstance(validation, dict) or set(validation) - VALIDATION_KEYS:
         raise PlanError(f"{where}: validation must be an object with keys among {sorted(VALIDATION_KEYS)}, got {validation!r}")
     per_step = plan.get("pool_per_step")
-    if per_step is not None and (isinstance(per_step, bool) or not isinstance(per_step, int) or per_step < 1):
+    if per_step is not None and not is_int(per_step, 1):
         raise PlanError(f"{where}: pool_per_step must be an int >= 1 or null, got {per_step!r}")
     steps = plan.get("steps")
     if not isinstance(steps, list) or not steps:
