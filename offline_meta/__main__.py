@@ -182,6 +182,10 @@ def run_tune(args: argparse.Namespace, argv: list[str]) -> int:
     if scored:
         print(f"nested mean ALC of the chosen plans over {len(scored)} datasets: "
               f"{sum(r['alc'] for r in scored) / len(scored):.4f} (oracle {sum(r['oracle'] for r in scored) / len(scored):.4f})")
+        with_default = [row for row in scored if row["reference"] is not None]
+        if with_default:
+            print(f"`default` on every one of {len(with_default)} of them: "
+                  f"{sum(r['reference'] for r in with_default) / len(with_default):.4f}")
     print(f"chosen on all sources: {result['settings']}")
     if args.write:
         db = load_db(args.db)  # afresh: store the settings, change nothing else
