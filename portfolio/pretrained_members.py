@@ -8,14 +8,16 @@ multinomial logistic regression.
 
 from __future__ import annotations
 
+from portfolio.base import MemberError
 from portfolio.checks import is_int, is_number
 from portfolio.linear import LinearMember
-from portfolio.pretrained import COMPUTE_TYPES, POOLINGS, WHISPER_MAX_S, availability
+from portfolio.pretrained import COMPUTE_TYPES, OFFSETS, POOLINGS, WHISPER_MAX_S, availability
 
 
 _HEAD_CONSTRAINTS = {k: LinearMember._parameter_constraints[k] for k in ("C", "solver", "max_iter")}
 _WINDOW_CONSTRAINTS = {
     "n_windows": (lambda v: is_int(v, 1), "an int >= 1"),
+    "offset": (lambda v: v in OFFSETS, f"one of {OFFSETS} (a single window's place; several spread)"),
     "pooling": (lambda v: v in POOLINGS, f"one of {POOLINGS}"),
     "n_threads": (lambda v: is_int(v, 1), "an int >= 1"),
 }
@@ -32,6 +34,12 @@ class _EmbeddingHead(LinearMember):
         params = {name: getattr(self, name) for name in self.embedding_params}
         return {"name": self.embedder, "params": params, "per_clip": True}
 
+    def _check_params(self) -> None:
+        """Each parameter's own rule, and an offset only where it has a single window to place."""
+        super()._check_params()
+        if self.offset != "start" and self.n_windows != 1:
+            raise MemberError(f"offset {self.offset!r} places a single window, got n_windows={self.n_windows!r}")
+
     @classmethod
     def unavailable_reason(cls) -> str | None:
         """Why this member cannot run in this process (model package missing, wrong hash...), or None."""
@@ -46,7 +54,7 @@ class WhisperMember(_EmbeddingHead):
     """
 
     embedder = "whisper"
-    embedding_params = ("window_s", "n_windows", "pooling", "language_probs", "compute_type", "n_threads")
+    embedding_params = ("window_s", "n_windows", "offset", "pooling", "language_probs", "compute_type", "n_threads")
     _parameter_constraints = {
         **_HEAD_CONSTRAINTS,
         **_WINDOW_CONSTRAINTS,
@@ -65,6 +73,7 @@ class WhisperMember(_EmbeddingHead):
         max_iter=300,
         window_s=8.0,
         n_windows=1,
+        offset="start",
         pooling="mean_std",
         language_probs=False,
         compute_type="int8",
@@ -76,6 +85,7 @@ class WhisperMember(_EmbeddingHead):
         self.max_iter = max_iter
         self.window_s = window_s
         self.n_windows = n_windows
+        self.offset = offset
         self.pooling = pooling
         self.language_probs = language_probs
         self.compute_type = compute_type
@@ -90,7 +100,7 @@ class YamnetMember(_EmbeddingHead):
     """
 
     embedder = "yamnet"
-    embedding_params = ("window_s", "n_windows", "pooling", "n_threads")
+    embedding_params = ("window_s", "n_windows", "offset", "pooling", "n_threads")
     _parameter_constraints = {
         **_HEAD_CONSTRAINTS,
         **_WINDOW_CONSTRAINTS,
@@ -99,13 +109,14 @@ class YamnetMember(_EmbeddingHead):
     # 2048 dimensions: 0.07-0.44 s for the same clips.
     cost_prior_s = {"fit": (0.5, 5e-3), "predict": (0.05, 4e-5)}
 
-    def __init__(self, C=0.1, solver="lbfgs", max_iter=300, window_s=10.0, n_windows=1, pooling="mean_std",
-                 n_threads=2, seed=0):
+    def __init__(self, C=0.1, solver="lbfgs", max_iter=300, window_s=10.0, n_windows=1, offset="start",
+                 pooling="mean_std", n_threads=2, seed=0):
         self.C = C
         self.solver = solver
         self.max_iter = max_iter
         self.window_s = window_s
         self.n_windows = n_windows
+        self.offset = offset
         self.pooling = pooling
         self.n_threads = n_threads
         self.seed = seed

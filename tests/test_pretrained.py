@@ -129,6 +129,10 @@ def test_embed_raises_unavailable_and_bad_params_name_rule(fake_site):
         pretrained.whisper_embed([tone(1.0, 440)])
     with pytest.raises(pretrained.EmbeddingError, match=r"window_s must be a number in \[0.1, 30\], got 45"):
         pretrained.whisper_embed([tone(1.0, 440)], window_s=45)
+    with pytest.raises(pretrained.EmbeddingError, match="offset must be one of"):
+        pretrained.yamnet_embed([tone(1.0, 440)], offset="end")
+    with pytest.raises(pretrained.EmbeddingError, match="places a single window; got n_windows=3"):
+        pretrained.whisper_embed([tone(1.0, 440)], offset="center", n_windows=3)
     with pytest.raises(pretrained.EmbeddingError, match="compute_type must be one of"):
         pretrained.load_whisper(2, "float16")
 
@@ -147,6 +151,15 @@ def test_window_starts_start_only_or_spread_to_the_end():
     assert pretrained.window_starts(40 * SR, 8 * SR, 1).tolist() == [0]
     assert pretrained.window_starts(40 * SR, 8 * SR, 3).tolist() == [0, 16 * SR, 32 * SR]
     assert pretrained.window_starts(12 * SR, 8 * SR, 5).tolist() == [0, 4 * SR]  # fewer when short
+
+
+def test_window_starts_center_places_one_window_in_the_middle():
+    assert pretrained.window_starts(40 * SR, 8 * SR, 1, "center").tolist() == [16 * SR]
+    assert pretrained.window_starts(9 * SR, 4 * SR, 1, "center").tolist() == [SR * 5 // 2]
+    assert pretrained.window_starts(3 * SR, 4 * SR, 1, "center").tolist() == [0]  # the whole short clip
+    wave = np.arange(40 * SR, dtype=np.float32)
+    (window,) = pretrained.clip_windows(wave, 8 * SR, 1, 321, "center")
+    assert window[0] == 16 * SR and window.size == 8 * SR
 
 
 def test_clip_windows_pad_only_to_the_minimum():
@@ -286,6 +299,10 @@ def test_member_rejects_out_of_range_params():
         WhisperMember(compute_type="fp16").partial_fit(X, y, 1.0)
     with pytest.raises(MemberError, match="pooling must be one of"):
         YamnetMember(pooling="max").partial_fit(X, y, 1.0)
+    with pytest.raises(MemberError, match="offset must be one of"):
+        YamnetMember(offset="middle").partial_fit(X, y, 1.0)
+    with pytest.raises(MemberError, match="offset 'center' places a single window, got n_windows=3"):
+        WhisperMember(offset="center", n_windows=3).partial_fit(X, y, 1.0)
 
 
 @pytest.mark.parametrize("cls", [WhisperMember, YamnetMember])

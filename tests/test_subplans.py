@@ -115,6 +115,23 @@ def test_step_rounds_in_a_configurations_file_give_steps_fewer_rounds(tmp_path):
         load_configs(tmp_path / "bad.json")
 
 
+def test_step_params_in_a_configurations_file_merge_into_those_steps_params(tmp_path):
+    (tmp_path / "parent.json").write_text(json.dumps(PARENT))
+    (tmp_path / "configs.json").write_text(json.dumps([{"name": "edited", "plan_file": "parent.json",
+                                                        "step_params": {"0": {"C": 0.5}}}]))
+    [config] = load_configs(tmp_path / "configs.json")
+    first = config["plan"]["steps"][0]
+    assert first["params"] == {**STEPS[0].get("params", {}), "C": 0.5} and config["plan"]["steps"][1:] == STEPS[1:]
+    for params in ({"4": {"C": 1.0}}, {"0": {}}, {"0": 1.0}, {}):
+        (tmp_path / "bad.json").write_text(json.dumps([{"name": "bad", "plan_file": "parent.json", "step_params": params}]))
+        with pytest.raises(ConfigError, match="'bad': step_params must map positions 0-3"):
+            load_configs(tmp_path / "bad.json")
+    (tmp_path / "bad.json").write_text(json.dumps([{"name": "bad", "plan_file": "parent.json",
+                                                    "step_params": {"0": {"C": -1.0}}}]))
+    with pytest.raises(ConfigError, match="C must be"):
+        load_configs(tmp_path / "bad.json")
+
+
 def test_settings_in_a_configurations_file_replace_plan_wide_keys_and_still_replay_as_a_subplan(tmp_path):
     (tmp_path / "parent.json").write_text(json.dumps(PARENT))
     (tmp_path / "configs.json").write_text(json.dumps([{"name": "capped", "plan_file": "parent.json",
