@@ -97,7 +97,8 @@ def choose_validation(y: np.ndarray, class_num: int, config: dict, seed: int) ->
     """The validation policy for these labels (`config` is the plan's "validation" object).
 
     Holdout (a stratified `fraction`, at most `max_clips`) when the median class has at least
-    `min_holdout_per_class` clips and the held-out clips span two classes or more; otherwise,
+    `min_holdout_per_class` clips, the held-out clips span two classes or more and number at
+    least `min_holdout_clips` (a score on a few dozen clips picks rounds by noise); otherwise,
     up to `max_crossfit_clips` clips, crossfit with up to `folds` folds, scored on the columns
     of classes with two clips or more; with no such column, no validation ("none").
     """
@@ -107,7 +108,11 @@ def choose_validation(y: np.ndarray, class_num: int, config: dict, seed: int) ->
         y, config.get("fraction", 0.2), config.get("max_clips", 600), seed
     )
     holdout_columns = np.unique(y[val_idx])
-    small = np.median(present) < config.get("min_holdout_per_class", 10) or len(holdout_columns) < 2
+    small = (
+        np.median(present) < config.get("min_holdout_per_class", 10)
+        or len(holdout_columns) < 2
+        or len(val_idx) < config.get("min_holdout_clips", 0)
+    )
     if not small or len(y) > config.get("max_crossfit_clips", 3000):
         return Validation("holdout", train_idx, val_idx, holdout_columns)
     all_idx = np.arange(len(y))

@@ -177,6 +177,14 @@ def test_choose_validation_by_clips_per_class(counts, mode, columns):
         assert 2 <= validation.n_folds <= 3 and set(validation.folds) == set(range(validation.n_folds))
 
 
+def test_choose_validation_crossfits_a_holdout_smaller_than_min_holdout_clips():
+    y = np.repeat(np.arange(4), 80)  # emotify's shape: a 20% holdout holds 64 clips
+    assert choose_validation(y, 4, {}, seed=0).mode == "holdout"
+    assert choose_validation(y, 4, {"min_holdout_clips": 64}, seed=0).mode == "holdout"
+    crossfit = choose_validation(y, 4, {"min_holdout_clips": 65}, seed=0)
+    assert crossfit.mode == "crossfit" and len(crossfit.val_idx) == 320
+
+
 def test_stratified_folds_deal_each_class_across_folds():
     y = np.repeat([0, 1, 2], [7, 3, 2])
     folds = stratified_folds(y, 3, seed=0)

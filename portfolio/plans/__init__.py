@@ -4,7 +4,8 @@ A plan is a JSON object:
 
     {"name": str,
      "validation": {"fraction": 0.2, "max_clips": 600,     # held-out split scored each round, when
-                    "min_holdout_per_class": 10,          #   the median class has this many clips;
+                    "min_holdout_per_class": 10,          #   the median class has this many clips
+                    "min_holdout_clips": 0,               #   and the split this many;
                     "folds": 3, "max_crossfit_clips": 3000},  # else out-of-fold (scheduler.choose_validation)
      "pool_size": 12,              # rounds kept (best by validation) for ensembling
      "pool_per_step": 3,           # optional: at most this many of them from one step (default: no cap)
@@ -27,7 +28,8 @@ from portfolio.checks import is_int
 
 PLANS_DIR = Path(__file__).resolve().parent
 STEP_KEYS = {"member", "params", "max_per_class", "rounds", "round_s", "round_growth", "patience"}
-VALIDATION_KEYS = {"fraction", "max_clips", "min_holdout_per_class", "folds", "max_crossfit_clips"}
+VALIDATION_KEYS = {"fraction", "max_clips", "min_holdout_per_class", "min_holdout_clips", "folds",
+                   "max_crossfit_clips"}
 PLAN_KEYS = {"name", "validation", "pool_size", "pool_per_step", "ensemble_size", "min_improvement", "margin_s", "margin_fraction", "steps"}
 
 
