@@ -223,6 +223,7 @@ class Scheduler:
         self.step_best_score = -np.inf  # best validation score of the current step's member
         self.step_member = None
         self.step_fold_members: list = []  # crossfit: the step member's copy for each fold
+        self.step_refit_member = None  # refit_members: this round's copy fit on validation clips too
         self.step_complete = False  # all its clips embedded, or a round that changed nothing
         self.step_last_val_proba: np.ndarray | None = None  # the current step's previous round, on validation
         self.pending: Round | None = None
@@ -352,7 +353,7 @@ class Scheduler:
         other steps need a full fit.
         """
         n_val = len(self.validation.val_idx)
-        n_fits = 1 + n_folds
+        n_fits = 1 + n_folds + int(self._refits(step))
         estimate = member.estimate_cost_s(n_train, self.n_test + n_val)
         subset, subset_idx = self._subset_indices(step)
         incremental = self._embeds_incrementally(member)
@@ -404,6 +405,7 @@ class Scheduler:
         self.step_best_score = -np.inf
         self.step_member = None
         self.step_fold_members = []
+        self.step_refit_member = None
         self.step_complete = False
         self.step_last_val_proba = None
 
@@ -411,6 +413,14 @@ class Scheduler:
         """Why the step's member cannot run here (e.g. its pretrained model is not installed), or None."""
         check = getattr(self.members[step["member"]], "unavailable_reason", None)
         return check() if check else None
+
+    def _refits(self, step: dict) -> bool:
+        """Whether the step's rounds predict test from a copy refit on validation clips too.
+
+        The held-out clips are lost to training otherwise: a fifth of a small dataset. The
+        round's validation score (of the fit without them) still decides its ensemble weight.
+        """
+        return self.validation.mode == "holdout" and step["member"] in self.plan.get("refit_members", [])
 
     def _embeds_incrementally(self, member) -> bool:
         """Per-clip front ends on a holdout split embed new training clips round by round, within each allowance."""
@@ -463,7 +473,13 @@ class Scheduler:
             member.partial_fit(X, np.eye(self.class_num)[self.y[subset_idx]], time_allowance_s=allowance_s)
             if self.validation.mode == "none":
                 return np.zeros((0, self.class_num))
-            return member.predict_proba(self._features(member, "val", *self._clips("val", self.validation.val_idx)))
+            X_val = self._features(member, "val", *self._clips("val", self.validation.val_idx))
+            if self._refits(step):
+                self.step_refit_member = self._make_member(step)
+                y_all = self.y[np.concatenate([subset_idx, self.validation.val_idx])]
+                self.step_refit_member.partial_fit(np.concatenate([X, X_val]), np.eye(self.class_num)[y_all],
+                                                   time_allowance_s=allowance_s)
+            return member.predict_proba(X_val)
         # Crossfit: every clip is a training and a validation clip; features of all clips once.
         X_all = self._features(member, "train", *self._clips("train", np.arange(len(self.y))))
         folds = self.validation.folds
@@ -546,7 +562,8 @@ class Scheduler:
         self.step_last_val_proba = val_proba
         score = self._score(val_proba)
         label = f"step{self.step_index}:{step['member']}#{self.step_rounds}"
-        self.pending = Round(label, val_proba, score, member, step, self.step_index)
+        test_member = self.step_refit_member if self._refits(step) else member
+        self.pending = Round(label, val_proba, score, test_member, step, self.step_index)
         self.step_rounds += 1
         improved = score > self.step_best_score or not np.isfinite(score)
         self.step_stale_rounds = 0 if improved else self.step_stale_rounds + 1

@@ -353,3 +353,32 @@ def test_the_pool_keeps_the_best_rounds_at_most_pool_per_step_of_each_step():
     for step_index, score in [(0, 0.5), (1, 0.9), (1, 0.85), (1, 0.8), (2, 0.7)]:
         pool = updated_pool(pool, round_(step_index, score), pool_size=3, per_step=2)
     assert [(r.step_index, r.val_score) for r in pool] == [(1, 0.9), (1, 0.85), (2, 0.7)]
+
+
+@pytest.mark.parametrize("refit", [False, True])
+def test_refit_members_predict_test_from_a_copy_fit_on_the_validation_clips_too(refit):
+    class CountingMember(NoisyCentroidMember):
+        def partial_fit(self, X, y_onehot, time_allowance_s):
+            self.n_fit_rows_ = len(X)
+            return super().partial_fit(X, y_onehot, time_allowance_s)
+
+    meta, x_train, y_train, x_test, _ = tone_task(n_classes=3, n_train=60, n_test=9)
+    plan = {"steps": [{"member": "noisy", "rounds": 1}], **({"refit_members": ["noisy"]} if refit else {})}
+    scheduler = Scheduler(meta, plan, members={"noisy": CountingMember})
+    scheduler.train(x_train, y_train, 100.0)
+    assert scheduler.validation.mode == "holdout" and len(scheduler.validation.val_idx) == 12
+    round_ = scheduler.pending
+    # Validation is always scored by the fit that never saw those clips.
+    assert scheduler.step_member.n_fit_rows_ == 48
+    assert (round_.member is not scheduler.step_member) == refit
+    assert round_.member.n_fit_rows_ == (60 if refit else 48)
+    prediction = scheduler.test(x_test, 100.0)
+    X_test = scheduler._features(round_.member, "test", *scheduler._clips("test", x_test))
+    assert np.allclose(prediction, round_.member.predict_proba(X_test))
+
+
+def test_check_plan_names_refit_members_that_are_not_members():
+    from portfolio.plans import PlanError, check_plan
+
+    with pytest.raises(PlanError, match="refit_members.*'cnnn'"):
+        check_plan({"steps": [{"member": "noisy"}], "refit_members": ["cnnn"]}, {"noisy": NoisyCentroidMember})

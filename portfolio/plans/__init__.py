@@ -12,6 +12,8 @@ A plan is a JSON object:
      "ensemble_size": 8,           # greedy forward selection (with replacement) of that many picks
      "min_improvement": 1e-4,      # a new prediction needs this much validation gain
      "margin_s": 3.0, "margin_fraction": 0.05,             # budget kept free of rounds
+     "refit_members": ["linear"],  # optional: with a holdout, these members' rounds predict test from
+                                   #   a copy refit on training and validation clips (default: none)
      "steps": [{"member": "linear", "params": {...},       # a registry name and its kwargs
                 "max_per_class": 20,                        # optional class-balanced train cap
                 "rounds": 1,                                # partial_fit calls in this step
@@ -30,7 +32,8 @@ PLANS_DIR = Path(__file__).resolve().parent
 STEP_KEYS = {"member", "params", "max_per_class", "rounds", "round_s", "round_growth", "patience"}
 VALIDATION_KEYS = {"fraction", "max_clips", "min_holdout_per_class", "min_holdout_clips", "folds",
                    "max_crossfit_clips"}
-PLAN_KEYS = {"name", "validation", "pool_size", "pool_per_step", "ensemble_size", "min_improvement", "margin_s", "margin_fraction", "steps"}
+PLAN_KEYS = {"name", "validation", "pool_size", "pool_per_step", "ensemble_size", "min_improvement", "margin_s",
+             "margin_fraction", "refit_members", "steps"}
 
 
 class PlanError(ValueError):
@@ -50,6 +53,9 @@ def check_plan(plan: dict, members: dict, where: str = "plan") -> dict:
     per_step = plan.get("pool_per_step")
     if per_step is not None and not is_int(per_step, 1):
         raise PlanError(f"{where}: pool_per_step must be an int >= 1 or null, got {per_step!r}")
+    refit = plan.get("refit_members", [])
+    if not isinstance(refit, list) or not set(refit) <= set(members):
+        raise PlanError(f"{where}: refit_members must be a list of members among {sorted(members)}, got {refit!r}")
     steps = plan.get("steps")
     if not isinstance(steps, list) or not steps:
         raise PlanError(f"{where}: steps must be a non-empty list, got {steps!r}")
