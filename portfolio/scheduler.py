@@ -223,7 +223,6 @@ class Scheduler:
         self.step_best_score = -np.inf  # best validation score of the current step's member
         self.step_member = None
         self.step_fold_members: list = []  # crossfit: the step member's copy for each fold
-        self.step_refit_member = None  # refit_members: this round's copy fit on validation clips too
         self.step_complete = False  # all its clips embedded, or a round that changed nothing
         self.step_last_val_proba: np.ndarray | None = None  # the current step's previous round, on validation
         self.pending: Round | None = None
@@ -405,7 +404,6 @@ class Scheduler:
         self.step_best_score = -np.inf
         self.step_member = None
         self.step_fold_members = []
-        self.step_refit_member = None
         self.step_complete = False
         self.step_last_val_proba = None
 
@@ -463,8 +461,9 @@ class Scheduler:
 
     # ------------------------------------------------------------------ protocol
 
-    def _fit_and_validate(self, step: dict, member, allowance_s: float) -> np.ndarray:
-        """Fit the round's member(s) and return held-out probabilities of the validation clips."""
+    def _fit_and_validate(self, step: dict, member, allowance_s: float) -> tuple[np.ndarray, object]:
+        """Fit the round's member(s); return held-out probabilities of the validation clips and the
+        member that predicts test (`member`, or its copy refit on validation clips too)."""
         subset, subset_idx = self._subset_indices(step)
         if self.validation.mode != "crossfit":
             if self._embeds_incrementally(member):
@@ -472,14 +471,15 @@ class Scheduler:
             X = self._features(member, subset, *self._clips(subset, subset_idx))
             member.partial_fit(X, np.eye(self.class_num)[self.y[subset_idx]], time_allowance_s=allowance_s)
             if self.validation.mode == "none":
-                return np.zeros((0, self.class_num))
+                return np.zeros((0, self.class_num)), member
             X_val = self._features(member, "val", *self._clips("val", self.validation.val_idx))
+            test_member = member
             if self._refits(step):
-                self.step_refit_member = self._make_member(step)
+                test_member = self._make_member(step)
                 y_all = self.y[np.concatenate([subset_idx, self.validation.val_idx])]
-                self.step_refit_member.partial_fit(np.concatenate([X, X_val]), np.eye(self.class_num)[y_all],
-                                                   time_allowance_s=allowance_s)
-            return member.predict_proba(X_val)
+                test_member.partial_fit(np.concatenate([X, X_val]), np.eye(self.class_num)[y_all],
+                                        time_allowance_s=allowance_s)
+            return member.predict_proba(X_val), test_member
         # Crossfit: every clip is a training and a validation clip; features of all clips once.
         X_all = self._features(member, "train", *self._clips("train", np.arange(len(self.y))))
         folds = self.validation.folds
@@ -491,7 +491,7 @@ class Scheduler:
         if outside.any():  # clips a capped step never trains on are held out from its full fit
             proba[outside] = member.predict_proba(X_all[outside])
         if not self.validate_round:
-            return np.full((len(self.y), self.class_num), np.nan)
+            return np.full((len(self.y), self.class_num), np.nan), member
         for fold, fold_member in enumerate(self.step_fold_members):
             fit_rows = in_subset & (folds != fold)
             held_rows = in_subset & (folds == fold)
@@ -499,7 +499,7 @@ class Scheduler:
                 continue
             fold_member.partial_fit(X_all[fit_rows], np.eye(self.class_num)[self.y[fit_rows]], time_allowance_s=allowance_s)
             proba[held_rows] = fold_member.predict_proba(X_all[held_rows])
-        return proba
+        return proba, member
 
     def _embed_some(self, member, subset_idx: np.ndarray, allowance_s: float) -> np.ndarray:
         """Embed training clips for `allowance_s` seconds, classes in turn; return the embedded ones.
@@ -553,7 +553,7 @@ class Scheduler:
         if step is None:
             self.done_training = True
             return
-        val_proba = self._fit_and_validate(step, member, allowance_s)
+        val_proba, test_member = self._fit_and_validate(step, member, allowance_s)
         if self._repeats_last_round(val_proba):
             LOG.info("step %d (%s): a round changed nothing (same clips, converged fit); next step",
                      self.step_index, step["member"])
@@ -562,7 +562,6 @@ class Scheduler:
         self.step_last_val_proba = val_proba
         score = self._score(val_proba)
         label = f"step{self.step_index}:{step['member']}#{self.step_rounds}"
-        test_member = self.step_refit_member if self._refits(step) else member
         self.pending = Round(label, val_proba, score, test_member, step, self.step_index)
         self.step_rounds += 1
         improved = score > self.step_best_score or not np.isfinite(score)
